@@ -1,0 +1,3 @@
+from unith_shell.cli import main
+
+raise SystemExit(main())

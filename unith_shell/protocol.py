@@ -1,0 +1,516 @@
+"""The Unith chat wire format as typed dataclasses: parse and encode, no I/O.
+
+Everything here follows ``shared/PROTOCOL.md``. Where the format is only inferred ([I]) or
+unknown ([U]) upstream, the comment says so and the parser is tolerant there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# The greeting's parts are answers to no user message; V2's video queue plays group "-1" first,
+# which suggests the server tags them input_message_id -1 [I].
+GREETING_ID = -1
+
+#: Events that end the wait for the turn in flight even without an ``is_last`` part.
+ENDING_EVENTS = frozenset({"unith_nlp_exception", "conversation_end", "timeout"})
+
+#: Keys whose values are secrets and must never be shown or logged.
+SECRET_KEYS = frozenset({"token", "access_token", "api_key", "password", "authorization"})
+
+
+class ProtocolError(ValueError):
+    """A frame that is not valid Unith JSON. ``str(err)`` is a one-line reason."""
+
+    def __init__(self, reason: str, raw: str | bytes | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
+
+
+# --------------------------------------------------------------------------------------------
+# Client -> server frames
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Handshake:
+    """The first frame on the switch socket: ``{"token", "api_key"}`` plus V2's optional fields."""
+
+    token: str
+    api_key: str = ""
+    text_only: bool | None = None
+    data_tag: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"token": self.token, "api_key": self.api_key}
+        if self.text_only is not None:
+            out["text_only"] = self.text_only
+        if self.data_tag:
+            out["data_tag"] = self.data_tag
+        return out
+
+    def __repr__(self) -> str:  # keep the token out of tracebacks and logs
+        return f"Handshake(token='***', api_key='***', text_only={self.text_only!r})"
+
+
+@dataclass(slots=True)
+class UserMessage:
+    """A user utterance (``event: "text"``) or a ``keep_session`` request (``text: ""``).
+
+    Plugins may change ``text`` in ``before_send`` or drop the message with :meth:`cancel`.
+    """
+
+    id: int
+    user_id: str
+    text: str
+    event: str = "text"
+    session_id: str | None = None
+    username: str | None = None
+    cancelled: str | None = None
+
+    def cancel(self, reason: str = "cancelled by a plugin") -> None:
+        self.cancelled = reason
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "user_id": self.user_id,
+            "event": self.event,
+            "text": self.text,
+        }
+        # V2 adds these; the server ignores extra fields [I from C-PY].
+        if self.session_id is not None:
+            out["session_id"] = self.session_id
+        if self.username is not None:
+            out["username"] = self.username
+        return out
+
+
+def keep_session_message(msg_id: int, user_id: str, session_id: str | None = None) -> UserMessage:
+    return UserMessage(
+        id=msg_id, user_id=user_id, text="", event="keep_session", session_id=session_id
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Server -> client events
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ServerEvent:
+    """Base of every parsed server frame. ``raw`` is the decoded JSON object."""
+
+    event: str
+    raw: dict[str, Any] = field(repr=False)
+
+
+@dataclass(slots=True)
+class Echo(ServerEvent):
+    """The server's copy of a user message, sent before the reply's parts."""
+
+    id: int | str | None = None
+    user_id: str | None = None
+    text: str = ""
+
+
+@dataclass(slots=True)
+class ResponsePart(ServerEvent):
+    """One part of a reply (``text`` in video mode, ``response`` in text-only/streaming)."""
+
+    id: int | str | None = None
+    user_id: str | None = None
+    username: str | None = None
+    text: str = ""
+    input_message_id: int | None = None
+    part_order: int | None = None
+    is_last: bool = False
+    video: str | None = None
+    stream_id: str | None = None
+    suggestions: list[str] = field(default_factory=list)
+    media: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Choice(ServerEvent):
+    """Suggestions to pick from; V2 ends the "thinking" state on it."""
+
+    input_message_id: int | None = None
+    part_order: int | None = None
+    text: str = ""
+    suggestions: list[str] = field(default_factory=list)
+    is_last: bool = False
+
+
+@dataclass(slots=True)
+class Join(ServerEvent):
+    granted: bool = True
+
+
+@dataclass(slots=True)
+class TimeoutWarning(ServerEvent):
+    pass
+
+
+@dataclass(slots=True)
+class KeepSessionReply(ServerEvent):
+    granted: bool = True
+
+
+@dataclass(slots=True)
+class SessionTimeout(ServerEvent):
+    """``timeout``; ``granted: false`` means the session is over and must not reconnect."""
+
+    granted: bool = False
+
+
+@dataclass(slots=True)
+class ConversationEnd(ServerEvent):
+    pass
+
+
+@dataclass(slots=True)
+class NlpException(ServerEvent):
+    """``unith_nlp_exception``: the answer failed. Fields beyond ``level`` are [U]."""
+
+    level: int | None = None
+    message: str = ""
+    input_message_id: int | None = None
+
+
+@dataclass(slots=True)
+class FeedbackAck(ServerEvent):
+    """``analytics-userFeedback``: ignored by V2; probably a feedback ack [I]."""
+
+
+@dataclass(slots=True)
+class UnknownEvent(ServerEvent):
+    """Any event this client does not know, kept raw so it can be shown and logged."""
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------------
+
+
+def _opt_int(obj: Mapping[str, Any], key: str) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ProtocolError(f"{key} must be an integer, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    # V2 converts ids with Number(), so a numeric string is accepted [C-V2].
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise ProtocolError(f"{key} must be an integer, got {type(value).__name__} {_short(value)}")
+
+
+def _opt_bool(obj: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = obj.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    raise ProtocolError(f"{key} must be a boolean, got {type(value).__name__} {_short(value)}")
+
+
+def _opt_str(obj: Mapping[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise ProtocolError(f"{key} must be a string, got {type(value).__name__}")
+
+
+def _id(obj: Mapping[str, Any], key: str) -> int | str | None:
+    value = obj.get(key)
+    if value is None or (isinstance(value, int | str) and not isinstance(value, bool)):
+        return value
+    raise ProtocolError(f"{key} must be an integer or string, got {type(value).__name__}")
+
+
+def _str_list(obj: Mapping[str, Any], key: str) -> list[str]:
+    value = obj.get(key)
+    if value is None:
+        return []
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ProtocolError(f"{key} must be a list of strings")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def decode_json(data: str | bytes) -> dict[str, Any]:
+    """Decode one frame to a JSON object, or raise :class:`ProtocolError`."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        # Every Unith frame is a JSON text frame [C-PY, C-V2]; a binary one is a fault.
+        raise ProtocolError(f"unexpected binary frame ({len(data)} bytes)", bytes(data))
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nesting too deep"
+        raise ProtocolError(f"malformed JSON: {reason}", data) from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"expected a JSON object, got {type(obj).__name__}", data)
+    return obj
+
+
+def parse_frame(data: str | bytes, *, user_id: str | None = None) -> ServerEvent:
+    """Parse one server frame into a typed event.
+
+    :param data: the frame as received.
+    :param user_id: this client's ``user_id``; it tells the echo of our own message apart.
+    :raises ProtocolError: for anything that is not a valid server frame. Nothing else escapes.
+    """
+    obj = decode_json(data)
+    try:
+        return parse_object(obj, user_id=user_id)
+    except ProtocolError as exc:
+        exc.raw = data
+        raise
+    except Exception as exc:  # pragma: no cover - defensive: the contract is ProtocolError only
+        raise ProtocolError(f"unparseable frame: {type(exc).__name__}", data) from None
+
+
+def parse_object(obj: dict[str, Any], *, user_id: str | None = None) -> ServerEvent:
+    """Parse an already decoded JSON object (see :func:`parse_frame`)."""
+    # In text_only sessions V2 also dispatches on message_type [C-V2].
+    event = obj.get("event", obj.get("message_type"))
+    if event is None:
+        raise ProtocolError("frame has no 'event' field")
+    if not isinstance(event, str):
+        raise ProtocolError(f"'event' must be a string, got {type(event).__name__}")
+
+    if event in ("text", "response"):
+        part_order = _opt_int(obj, "part_order")
+        is_last = _opt_bool(obj, "is_last", False)
+        sender = _opt_str(obj, "user_id")
+        # The echo has no part_order and never is_last [I from C-PY]; V2 also marks it with
+        # username "user" [C-V2], which we accept but do not require.
+        if part_order is None and not is_last and "input_message_id" not in obj:
+            own = user_id is not None and sender == user_id
+            if own or obj.get("username") == "user":
+                return Echo(
+                    event=event,
+                    raw=obj,
+                    id=_id(obj, "id"),
+                    user_id=sender,
+                    text=_opt_str(obj, "text") or "",
+                )
+        return ResponsePart(
+            event=event,
+            raw=obj,
+            id=_id(obj, "id"),
+            user_id=sender,
+            username=_opt_str(obj, "username"),
+            text=_opt_str(obj, "text") or "",
+            input_message_id=_opt_int(obj, "input_message_id"),
+            part_order=part_order,
+            is_last=is_last,
+            video=_opt_str(obj, "video"),
+            stream_id=_opt_str(obj, "stream_id"),
+            suggestions=_str_list(obj, "suggestions"),
+            media=_str_list(obj, "media"),
+        )
+    if event == "choice":
+        return Choice(
+            event=event,
+            raw=obj,
+            input_message_id=_opt_int(obj, "input_message_id"),
+            part_order=_opt_int(obj, "part_order"),
+            text=_opt_str(obj, "text") or "",
+            suggestions=_str_list(obj, "suggestions"),
+            is_last=_opt_bool(obj, "is_last", False),
+        )
+    if event == "join":
+        # V2: only an explicit false means refused; anything else clears the state [C-V2].
+        return Join(event=event, raw=obj, granted=obj.get("granted") is not False)
+    if event == "timeout_warning":
+        return TimeoutWarning(event=event, raw=obj)
+    if event == "keep_session":
+        return KeepSessionReply(event=event, raw=obj, granted=obj.get("granted") is not False)
+    if event == "timeout":
+        return SessionTimeout(event=event, raw=obj, granted=obj.get("granted") is True)
+    if event == "conversation_end":
+        return ConversationEnd(event=event, raw=obj)
+    if event == "unith_nlp_exception":
+        # The message field's name is [U]; take the first plausible one.
+        message = ""
+        for key in ("message", "text", "detail", "error"):
+            value = obj.get(key)
+            if isinstance(value, str) and value:
+                message = value
+                break
+        return NlpException(
+            event=event,
+            raw=obj,
+            level=_opt_int(obj, "level"),
+            message=message,
+            input_message_id=_opt_int(obj, "input_message_id"),
+        )
+    if event == "analytics-userFeedback":
+        return FeedbackAck(event=event, raw=obj)
+    return UnknownEvent(event=event, raw=obj)
+
+
+def encode(frame: Handshake | UserMessage | Mapping[str, Any]) -> str:
+    """Encode a client frame as a JSON text frame."""
+    obj = frame if isinstance(frame, Mapping) else frame.to_wire()
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def redact(obj: Any) -> Any:
+    """A copy of a JSON value with every secret-bearing key's value replaced by ``"***"``."""
+    if isinstance(obj, dict):
+        return {
+            k: ("***" if isinstance(k, str) and k.lower() in SECRET_KEYS else redact(v))
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [redact(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# Turn assembly
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Turn:
+    """One reply being assembled: the parts answering message ``message_id``.
+
+    Parts are ordered by ``part_order``, never by arrival. Duplicates (same ``part_order``)
+    are dropped; a part without ``part_order`` is placed after the numbered ones in arrival
+    order. The turn is complete on a part with ``is_last`` or on an ending event.
+    """
+
+    message_id: int | None
+    prompt: str = ""
+    sent_at: float = field(default_factory=time.monotonic)
+    first_part_at: float | None = None
+    completed_at: float | None = None
+    #: Why the turn ended: "last", an ending event's name, "interrupted", "timed out",
+    #: "disconnected"; ``None`` while in flight.
+    outcome: str | None = None
+    error: str | None = None
+    suggestions: list[str] = field(default_factory=list)
+    _numbered: dict[int, ResponsePart] = field(default_factory=dict, repr=False)
+    _unnumbered: list[ResponsePart] = field(default_factory=list, repr=False)
+    _last_order: int | None = field(default=None, repr=False)
+    _next_to_show: int = field(default=0, repr=False)
+
+    @property
+    def complete(self) -> bool:
+        return self.outcome is not None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "last"
+
+    @property
+    def parts(self) -> list[ResponsePart]:
+        """The parts received so far, in ``part_order``."""
+        ordered = [self._numbered[k] for k in sorted(self._numbered)]
+        return ordered + self._unnumbered
+
+    @property
+    def text(self) -> str:
+        return "\n".join(p.text for p in self.parts if p.text)
+
+    @property
+    def missing(self) -> list[int]:
+        """Part numbers below the last known one that never arrived."""
+        if not self._numbered:
+            return []
+        top = self._last_order if self._last_order is not None else max(self._numbered)
+        return [i for i in range(top + 1) if i not in self._numbered]
+
+    @property
+    def first_latency(self) -> float | None:
+        return None if self.first_part_at is None else self.first_part_at - self.sent_at
+
+    @property
+    def total_latency(self) -> float | None:
+        return None if self.completed_at is None else self.completed_at - self.sent_at
+
+    @property
+    def last_seen(self) -> bool:
+        """The ``is_last`` part is in, though earlier parts may still be missing."""
+        return self._last_order is not None
+
+    def add(self, part: ResponsePart, now: float | None = None) -> list[ResponsePart]:
+        """Add a part; return the parts that became showable in order (maybe none).
+
+        A part that arrives before its predecessors waits for them. The turn completes when
+        the ``is_last`` part and every part before it are in; if the server skipped a part,
+        the owner ends the wait with :meth:`finish` (the session does after a short grace).
+        """
+        if self.complete:
+            return []
+        now = time.monotonic() if now is None else now
+        if self.first_part_at is None:
+            self.first_part_at = now
+        if part.suggestions:
+            self.suggestions = list(part.suggestions)
+        order = part.part_order
+        if order is None:
+            # No part_order at all [tolerance]: show in arrival order, after the numbered ones.
+            self._unnumbered.append(part)
+            if part.is_last:
+                ready = [*self._flush(), part]
+                self._finish("last", now)
+                return ready
+            return [part]
+        if order in self._numbered or order < 0:
+            return []  # a duplicate (or nonsense order): the first copy wins
+        self._numbered[order] = part
+        if part.is_last:
+            self._last_order = order
+        ready: list[ResponsePart] = []
+        while self._next_to_show in self._numbered:
+            ready.append(self._numbered[self._next_to_show])
+            self._next_to_show += 1
+        if self._last_order is not None and self._next_to_show > self._last_order:
+            ready.extend(self._flush())  # parts numbered past is_last, if any
+            self._finish("last", now)
+        return ready
+
+    def finish(
+        self, outcome: str, error: str | None = None, now: float | None = None
+    ) -> list[ResponsePart]:
+        """End the turn for ``outcome``; return any held-back parts not yet shown."""
+        if self.complete:
+            return []
+        rest = self._flush()
+        self.error = error
+        self._finish(outcome, time.monotonic() if now is None else now)
+        return rest
+
+    def _flush(self) -> list[ResponsePart]:
+        rest = [self._numbered[k] for k in sorted(self._numbered) if k >= self._next_to_show]
+        if self._numbered:
+            self._next_to_show = max(self._numbered) + 1
+        return rest
+
+    def _finish(self, outcome: str, now: float) -> None:
+        self.outcome = outcome
+        self.completed_at = now
