@@ -476,9 +476,9 @@ class Turn:
             # No part_order at all [tolerance]: show in arrival order, after the numbered ones.
             self._unnumbered.append(part)
             if part.is_last:
-                ready = [*self._flush(), part]
+                tail = [*self._flush(), part]
                 self._finish("last", now)
-                return ready
+                return tail
             return [part]
         if order in self._numbered or order < 0:
             return []  # a duplicate (or nonsense order): the first copy wins
