@@ -1,0 +1,47 @@
+"""``serve_forever``: run the local server in the foreground until Ctrl+C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+
+from .app import LocalServer
+from .config import ServerConfig
+
+
+def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    config: ServerConfig | None = None,
+    print_url: Callable[[str], None] = print,
+) -> int:
+    """Serve on ``host:port`` (these override ``config``'s) until interrupted.
+
+    Calls ``print_url("unith local server on http://HOST:PORT")`` once listening. Returns the
+    exit status: 0 after a clean stop, 1 if the address could not be bound.
+    """
+    settings = replace(config if config is not None else ServerConfig(), host=host, port=port)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        async with LocalServer(settings) as server:
+            print_url(f"unith local server on {server.base_url}")
+            sys.stdout.flush()  # a parent process may be waiting for this line on a pipe
+            await stop.wait()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"unith local server: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    return 0

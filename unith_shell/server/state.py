@@ -1,0 +1,57 @@
+"""What one running server shares between its routes, its sockets and its test hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .config import ServerConfig
+from .faults import FaultSpec
+from .jwt import TokenSigner
+
+if TYPE_CHECKING:
+    from .switch import Connection
+
+#: Routes whose HTTP status a test may force with ``set_http_fault``.
+HTTP_FAULT_ROUTES = frozenset({"token", "videos", "idle", "head", "media", "switch"})
+
+
+@dataclass(slots=True)
+class ServerState:
+    config: ServerConfig
+    signer: TokenSigner
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    received: list[dict[str, Any]] = field(default_factory=list)
+    connections: int = 0
+    logins: int = 0
+    fault: FaultSpec | None = None
+    http_faults: dict[str, int] = field(default_factory=dict)
+    open: set[Connection] = field(default_factory=set)
+    _waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+    def record(self, frame: dict[str, Any]) -> None:
+        self.received.append(frame)
+        if self._waiters:
+            self.notify()
+
+    def notify(self) -> None:
+        """Wake everyone in :meth:`wait_until`: something they may be waiting for changed."""
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
+                await waiter
+
+
+STATE: web.AppKey[ServerState] = web.AppKey("unith_state", ServerState)
