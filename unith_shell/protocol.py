@@ -424,7 +424,8 @@ class Turn:
 
     @property
     def ok(self) -> bool:
-        return self.outcome == "last"
+        """Complete with a reply: every part in, or a ``choice`` that ends the turn."""
+        return self.outcome in ("last", "choice")
 
     @property
     def parts(self) -> list[ResponsePart]:

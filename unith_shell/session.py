@@ -568,7 +568,18 @@ class Session:
         elif isinstance(event, Choice):
             turn = self._turn_for(event.input_message_id, during_handshake)
             if turn is not None:
-                turn.suggestions = list(event.suggestions)
+                # V2 shows the choice's text and options and ends "thinking" [C-V2].
+                as_part = ResponsePart(
+                    event=event.event,
+                    raw=event.raw,
+                    text=event.text,
+                    input_message_id=event.input_message_id,
+                    part_order=event.part_order,
+                    suggestions=event.suggestions,
+                )
+                ready = turn.add(as_part)
+                if ready:
+                    await self.listener.on_parts(self, turn, ready)
                 await self._end_turn(turn, "choice")
         elif isinstance(event, Echo):
             pass

@@ -1,0 +1,81 @@
+"""``/plugins [list | trace on|off | reload]``: what is loaded, from where, with which hooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from unith_shell.commands import CommandError, Context
+from unith_shell.hookspecs import hookimpl
+
+
+def plugin_rows(shell: Any) -> list[dict[str, Any]]:
+    """One dict per loaded plugin (name, version, source, path, hooks, disabled_hooks)."""
+    rows = [info.as_dict() for info in shell.plugins.infos.values()]
+    for row in rows:
+        row["commands"] = sorted(
+            name for name, cmd in shell.registry.commands.items() if cmd.plugin == row["name"]
+        )
+    return rows
+
+
+def _list(ctx: Context) -> None:
+    for row in plugin_rows(ctx.shell):
+        version = f" {row['version']}" if row["version"] else ""
+        ctx.print(
+            f"{row['name']}{version}  [{row['source']}]{'  ' + row['path'] if row['path'] else ''}"
+        )
+        ctx.print(f"    hooks: {', '.join(row['hooks']) or '-'}")
+        if row["commands"]:
+            ctx.print(f"    commands: {', '.join('/' + c for c in row['commands'])}")
+        if row["disabled_hooks"]:
+            ctx.print(f"    disabled after errors: {', '.join(row['disabled_hooks'])}")
+    for line in ctx.shell.plugins.load_errors:
+        ctx.print(f"  ! {line}")
+
+
+async def _reload(ctx: Context) -> None:
+    shell = ctx.shell
+    plugins = shell.plugins
+    local = [info for info in plugins.infos.values() if info.source == "local file"]
+    for info in local:
+        shell.registry.unregister_plugin(info.name)
+        plugins.unregister(info.name)
+    plugins.load_errors.clear()
+    for info in local:
+        from pathlib import Path
+
+        if plugins.load_file(Path(info.path)):
+            shell.register_commands_of(info.name)
+            await shell.start_plugins(only=info.name)
+    ctx.print(f"reloaded {len(local)} local plugin(s)")
+
+
+async def plugins_command(ctx: Context, arg: str) -> None:
+    words = arg.split()
+    action = words[0] if words else "list"
+    if action == "list":
+        _list(ctx)
+    elif action == "trace":
+        if len(words) != 2 or words[1] not in ("on", "off"):
+            raise CommandError("usage: /plugins trace on|off")
+        ctx.shell.plugins.trace = words[1] == "on"
+        ctx.print(f"hook tracing {words[1]}")
+    elif action == "reload":
+        await _reload(ctx)
+    else:
+        raise CommandError("usage: /plugins [list | trace on|off | reload]")
+
+
+def _complete(ctx: Context, text: str) -> list[str]:
+    return ["list", "trace", "reload", "on", "off"]
+
+
+@hookimpl
+def register_commands(register: Any) -> None:
+    register(
+        "plugins",
+        plugins_command,
+        help="List plugins; trace hook calls; reload local plugin files",
+        usage="[list | trace on|off | reload]",
+        complete=_complete,
+    )

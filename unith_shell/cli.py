@@ -1,0 +1,223 @@
+"""Argument parsing and mode selection: the REPL, pipe mode, ``serve`` and ``plugins``.
+
+``--version`` and ``--help`` import nothing heavy: prompt-toolkit, websockets, httpx and
+aiohttp are imported only once a mode that needs them is chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from unith_shell import __version__
+from unith_shell.config import ConfigError, LoadResult, Settings, load_settings, paths
+
+EXIT_USAGE = 2
+EXIT_CONNECT = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit 2, as argparse does, minus usage
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="unith-shell",
+        description="Chat with a Unith digital human from the terminal.",
+        epilog=(
+            "Other commands: 'unith-shell serve [--host H] [--port N]' runs the local Unith "
+            "server; 'unith-shell plugins [--json]' lists plugins. Without a terminal on "
+            "stdin (or with -m), each input line is a message and replies go to stdout."
+        ),
+    )
+    add = parser.add_argument
+    add("--version", action="version", version=f"unith-shell {__version__}")
+    add(
+        "--local",
+        action="store_true",
+        default=None,
+        help="start the built-in local Unith server and talk to it (works offline)",
+    )
+    add("--base-url", metavar="URL", help="REST base URL (default: Unith's chat-origin host)")
+    add("--org", help="organisation id (default: unith)")
+    add("--head", help="head id (default: aiko)")
+    add(
+        "--api-key",
+        metavar="KEY",
+        help="the organisation's public api key (prefer UNITH_API_KEY or the config file)",
+    )
+    add("--profile", metavar="NAME", help="use [profiles.NAME] from the config file")
+    add("--timeout", type=float, metavar="SECONDS", help="per-frame / per-turn timeout (30)")
+    add("--text-only", action="store_true", default=None, help="ask for text-only replies")
+    add(
+        "--json",
+        action="store_true",
+        default=None,
+        help="pipe mode: print one JSON object per event",
+    )
+    add(
+        "-m",
+        "--message",
+        action="append",
+        dest="messages",
+        metavar="TEXT",
+        help="send TEXT (repeatable), print the replies and exit",
+    )
+    add("--prompt", help="prompt template; {head}, {org}, {alias} (default '{head}> ')")
+    add(
+        "--no-history",
+        action="store_false",
+        dest="history",
+        default=None,
+        help="do not read or write the history file",
+    )
+    add("--no-plugins", action="store_true", default=None, help="load bundled plugins only")
+    add(
+        "--plugin",
+        action="append",
+        dest="plugins",
+        metavar="MODULE_OR_PATH",
+        help="load a plugin module or .py file (repeatable)",
+    )
+    add(
+        "--plugins-dir",
+        action="append",
+        dest="plugins_dirs",
+        metavar="DIR",
+        help="also load every *.py in DIR (repeatable)",
+    )
+    add(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="do not verify TLS certificates (prints a warning)",
+    )
+    return parser
+
+
+def build_serve_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="unith-shell serve", description="Run the local Unith server.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port (8765; 0 picks a free one)")
+    parser.add_argument(
+        "--part-delay", type=float, default=0.0, metavar="SECONDS", help="pause between reply parts"
+    )
+    parser.add_argument(
+        "--idle-warning",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="send timeout_warning after this much inactivity",
+    )
+    return parser
+
+
+FLAG_FIELDS = (
+    "local", "base_url", "org", "head", "api_key", "profile", "timeout", "text_only", "json",
+    "messages", "prompt", "history", "no_plugins", "plugins", "plugins_dirs", "insecure",
+)  # fmt: skip
+
+
+def resolve(argv: Sequence[str], env: dict[str, str]) -> tuple[argparse.Namespace, LoadResult]:
+    args = build_parser().parse_args(argv)
+    flags = {name: getattr(args, name) for name in FLAG_FIELDS}
+    return args, load_settings(flags, env=env, config_file=paths(env).config_file)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    env = dict(os.environ)
+    if argv and argv[0] == "serve":
+        return serve(argv[1:])
+    if argv and argv[0] == "plugins":
+        return list_plugins(argv[1:], env)
+    try:
+        _, loaded = resolve(argv, env)
+    except ConfigError as exc:
+        print(f"unith-shell: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for warning in loaded.warnings:
+        print(f"unith-shell: warning: {warning}", file=sys.stderr)
+    settings = loaded.settings
+    if settings.insecure:
+        print("unith-shell: warning: TLS certificate checks are OFF (--insecure)", file=sys.stderr)
+    interactive = not settings.messages and not settings.json and sys.stdin.isatty()
+    try:
+        return _run(settings, env, interactive)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(settings: Settings, env: dict[str, str], interactive: bool) -> int:
+    async def go() -> int:
+        server = None
+        if settings.local:
+            from unith_shell.server import LocalServer
+
+            server = LocalServer()
+            await server.start()
+            settings.base_url = server.base_url
+        try:
+            if interactive:
+                from unith_shell.repl import run_repl
+                from unith_shell.shell import Shell
+
+                return await run_repl(Shell(settings, paths(env), env=env))
+            from unith_shell.pipe import run_pipe
+
+            return await run_pipe(settings, paths(env))
+        finally:
+            if server is not None:
+                await server.stop()
+
+    return _asyncio_run(go())
+
+
+def _asyncio_run(coro: Any) -> int:
+    try:
+        import uvloop  # optional: the 'speed' extra
+
+        result: int = uvloop.run(coro)
+    except ImportError:
+        result = asyncio.run(coro)
+    return result
+
+
+def serve(argv: Sequence[str]) -> int:
+    args = build_serve_parser().parse_args(argv)
+    from unith_shell.server import ServerConfig, serve_forever
+
+    config = ServerConfig(host=args.host, port=args.port, part_delay=args.part_delay,
+                          idle_warning=args.idle_warning)  # fmt: skip
+    return serve_forever(args.host, args.port, config=config)
+
+
+def list_plugins(argv: Sequence[str], env: dict[str, str]) -> int:
+    parser = _Parser(prog="unith-shell plugins", description="List the plugins unith-shell loads.")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args(argv)
+    try:
+        loaded = load_settings({}, env=env, config_file=paths(env).config_file)
+    except ConfigError as exc:
+        print(f"unith-shell: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from unith_shell.builtins.plugins_cmd import plugin_rows
+    from unith_shell.shell import Shell
+
+    shell = Shell(loaded.settings, paths(env), env=env)
+    shell.load_plugins()
+    rows = plugin_rows(shell)
+    if args.json:
+        import json
+
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            version = f" {row['version']}" if row["version"] else ""
+            print(f"{row['name']}{version}  [{row['source']}]  hooks: {', '.join(row['hooks'])}")
+    return 0

@@ -1,0 +1,175 @@
+"""The non-terminal front end: lines in, replies (plain text or JSON Lines) out.
+
+Every input line gets exactly one outcome, in input order: its reply, or an error line
+naming it. Exit status: 0 ok, 3 authentication or connection failure, 4 a turn failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, TextIO
+
+from unith_shell.commands import split_command
+from unith_shell.config import Paths, Settings
+from unith_shell.protocol import GREETING_ID, ResponsePart, ServerEvent, Turn, redact
+from unith_shell.render import escape_text
+from unith_shell.session import SessionError
+from unith_shell.shell import Shell, View
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_CONNECT = 3
+EXIT_TURN = 4
+
+
+class PlainView(View):
+    """Assembled replies on stdout, one block per turn; notices on stderr."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out = out
+        self.err = err
+
+    def turn_end(self, turn: Turn) -> None:
+        if turn.ok and turn.message_id != GREETING_ID:
+            text = escape_text(turn.text)
+            if text:
+                self.out.write(text + "\n")
+            if turn.suggestions:
+                self.out.write(
+                    "".join(f"{i}) {escape_text(s)}\n" for i, s in enumerate(turn.suggestions, 1))
+                )
+            self.out.flush()
+
+    def notice(self, level: str, text: str) -> None:
+        prefix = "error: " if level == "error" else ""
+        self.err.write(prefix + text + "\n")
+        self.err.flush()
+
+    def write(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+class JsonView(View):
+    """One JSON object per line: every server event, plus the shell's own ``unith_shell.*``."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.out.flush()
+
+    def event(self, event: ServerEvent) -> None:
+        obj = redact(event.raw)
+        if isinstance(event, ResponsePart) and obj.get("text") != event.text:
+            obj["text"] = event.text  # a plugin's after_receive change is what is shown
+        self.emit(obj)
+
+    def turn_end(self, turn: Turn) -> None:
+        self.emit(
+            {
+                "event": "unith_shell.turn",
+                "input_message_id": turn.message_id,
+                "input": turn.prompt,
+                "text": turn.text,
+                "outcome": turn.outcome,
+                "error": turn.error,
+                "suggestions": turn.suggestions,
+                "first_latency": turn.first_latency,
+                "total_latency": turn.total_latency,
+            }
+        )
+
+    def notice(self, level: str, text: str) -> None:
+        self.emit({"event": "unith_shell.notice", "level": level, "text": text})
+
+    def write(self, text: str) -> None:
+        self.emit({"event": "unith_shell.output", "text": text})
+
+
+async def _stdin_lines(stream: TextIO) -> AsyncIterator[str]:
+    """Lines from stdin without blocking the loop (pipes); a regular file is read directly."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 24)
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
+    except (ValueError, OSError):
+        # A regular file (``< file``) cannot be watched; reading it never blocks for long.
+        for line in stream:
+            yield line.rstrip("\r\n")
+        return
+    while True:
+        raw = await reader.readline()
+        if not raw:
+            return
+        yield raw.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+async def _from_list(items: Iterable[str]) -> AsyncIterator[str]:
+    for item in items:
+        yield item
+
+
+async def run_pipe(
+    settings: Settings,
+    paths: Paths,
+    *,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    view: View = JsonView(out) if settings.json else PlainView(out, err)
+    shell = Shell(settings, paths, view=view)
+    shell.load_plugins()
+    await shell.start_plugins()
+    session = shell.session
+    try:
+        try:
+            await session.connect()
+        except SessionError as exc:
+            view.notice("error", str(exc))
+            return EXIT_CONNECT
+        session.start(connected=True)
+        lines = (
+            _from_list(settings.messages) if settings.messages else _stdin_lines(stdin or sys.stdin)
+        )
+        status = EXIT_OK
+        number = 0
+        # A queued turn may wait through reconnects; past this it counts as failed.
+        limit = settings.timeout * 2 + settings.connect_timeout
+        async for line in lines:
+            number += 1
+            if not line.strip():
+                continue
+            if split_command(line) is not None:
+                await shell.handle_line(line)
+                if shell.exit_requested:
+                    break
+                continue
+            turn = await shell.send(line[1:] if line.startswith("//") else line)
+            if turn is None:
+                view.notice("error", f"line {number}: not sent (cancelled by a plugin)")
+                status = EXIT_TURN
+                continue
+            try:
+                await session.wait(turn, timeout=limit)
+            except TimeoutError:
+                session.cancel_pending()
+                if session.turn_in_flight is turn:
+                    await session.interrupt()
+                turn.finish("timed out", f"no reply within {limit:g} s")
+            if not turn.ok:
+                status = EXIT_TURN
+                view.notice(
+                    "error",
+                    f"line {number} {line[:40]!r}: {turn.error or turn.outcome}",
+                )
+        return status
+    finally:
+        await shell.stop()

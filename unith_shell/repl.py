@@ -1,0 +1,213 @@
+"""The interactive front end: one reused prompt-toolkit ``PromptSession``.
+
+Replies are printed above the prompt (``patch_stdout``) while the user types; the socket is
+read by the session's own task. Ctrl+C clears the line, or stops waiting for the reply in
+flight; Ctrl+D on an empty line (or ``/quit``) closes the socket and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
+from prompt_toolkit.formatted_text import HTML, to_formatted_text
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.patch_stdout import patch_stdout
+from prompt_toolkit.shortcuts import clear
+
+from unith_shell.commands import Context
+from unith_shell.config import ensure_private_dir, open_private
+from unith_shell.session import State
+from unith_shell.shell import Shell
+
+
+class PrivateHistory(FileHistory):
+    """``FileHistory`` in a 0600 file that never stores a line carrying a secret.
+
+    A line that starts with a space is not stored either (as with bash's ignorespace).
+    """
+
+    def __init__(self, path: Path, shell: Shell) -> None:
+        ensure_private_dir(path.parent)
+        open_private(path, "a").close()
+        super().__init__(str(path))
+        self.shell = shell
+
+    def store_string(self, string: str) -> None:
+        if string.startswith(" ") or _carries_secret(string, self.shell):
+            return
+        super().store_string(string)
+
+
+def _secrets(shell: Shell) -> list[str]:
+    values = [shell.settings.api_key]
+    if shell.settings.password != "Password1":  # the public default is no secret
+        values.append(shell.settings.password)
+    creds = shell.session.credentials
+    if creds is not None:
+        values.append(creds.access_token)
+    return [v for v in values if v and len(v) >= 4]
+
+
+def _carries_secret(line: str, shell: Shell) -> bool:
+    return any(secret in line for secret in _secrets(shell))
+
+
+class ShellCompleter(Completer):
+    """Slash commands and their arguments, straight from the command registry."""
+
+    def __init__(self, shell: Shell) -> None:
+        self.shell = shell
+
+    def get_completions(
+        self, document: Document, complete_event: CompleteEvent
+    ) -> Iterable[Completion]:
+        text = document.text_before_cursor
+        if not text.startswith("/") or text.startswith("//") or "\n" in text:
+            return
+        registry = self.shell.registry
+        if " " not in text:
+            word = text[1:].lower()
+            for name in registry.names():
+                if name.startswith(word):
+                    yield Completion(
+                        "/" + name,
+                        start_position=-len(text),
+                        display_meta=registry.commands[name].help,
+                    )
+            return
+        name, _, rest = text[1:].partition(" ")
+        command = registry.get(name)
+        if command is None:
+            return
+        current = rest.rsplit(" ", 1)[-1]
+        ctx = Context(self.shell, command.name)
+        try:
+            words = command.completions(ctx, current)
+        except Exception:  # a plugin's completer must not break typing
+            return
+        for word in words:
+            yield Completion(word, start_position=-len(current))
+
+
+async def _interrupt_turn(shell: Shell) -> None:
+    await shell.session.interrupt()
+
+
+def build_key_bindings(shell: Shell) -> KeyBindings:
+    bindings = KeyBindings()
+
+    @bindings.add("c-c")
+    def _interrupt(event: KeyPressEvent) -> None:
+        # Stop waiting for a reply if one is in flight (keep what is typed); else clear.
+        if shell.session.turn_in_flight is not None:
+            event.app.create_background_task(_interrupt_turn(shell))
+        else:
+            event.app.current_buffer.reset()
+
+    @bindings.add("escape", "enter")
+    def _newline(event: KeyPressEvent) -> None:
+        event.app.current_buffer.insert_text("\n")
+
+    @bindings.add("c-d")
+    def _eof(event: KeyPressEvent) -> None:
+        buffer = event.app.current_buffer
+        if buffer.text:
+            buffer.delete()
+        else:
+            event.app.exit(exception=EOFError)
+
+    return bindings
+
+
+def toolbar_text(shell: Shell) -> str:
+    session = shell.session
+    opts = session.options
+    state = session.state.value
+    if session.state is State.RECONNECTING and session.next_attempt_at is not None:
+        wait = max(0.0, session.next_attempt_at - time.monotonic())
+        state = f"reconnecting (attempt {session.attempt}, next in {wait:.1f} s)"
+    parts = [f"{opts.org}/{opts.head}", state, shell.turn_state]
+    pending = len(session.pending)
+    if pending:
+        parts.append(f"{pending} pending")
+    turn = session.last_turn
+    if turn is not None and turn.first_latency is not None:
+        latency = f"first {turn.first_latency * 1000:.0f} ms"
+        if turn.total_latency is not None:
+            latency += f", all {turn.total_latency * 1000:.0f} ms"
+        parts.append(latency)
+    return " " + " | ".join(parts) + "   /help "
+
+
+def prompt_text(shell: Shell) -> str:
+    opts = shell.session.options
+    try:
+        return shell.settings.prompt.format(head=opts.head, org=opts.org, alias=shell.speaker())
+    except (KeyError, IndexError, ValueError):
+        return f"{opts.head}> "
+
+
+async def run_repl(shell: Shell) -> int:
+    settings = shell.settings
+    history: History
+    if settings.history:
+        history = PrivateHistory(shell.paths.history_file, shell)
+    else:
+        history = InMemoryHistory()
+    prompt: PromptSession[str] = PromptSession(
+        history=history,
+        auto_suggest=AutoSuggestFromHistory(),
+        completer=ShellCompleter(shell),
+        complete_while_typing=True,
+        key_bindings=build_key_bindings(shell),
+        bottom_toolbar=lambda: to_formatted_text(HTML("<b>{}</b>").format(toolbar_text(shell))),
+        refresh_interval=0.5,
+        enable_history_search=False,
+        mouse_support=False,
+    )
+
+    def invalidate() -> None:
+        app = prompt.app
+        if app.is_running:
+            app.invalidate()
+
+    shell.on_change = invalidate
+    shell.clear_screen = clear
+    loop = asyncio.get_running_loop()
+    with patch_stdout(raw=True):
+        shell.load_plugins()
+        # Connect while the prompt is being built: the greeting arrives above it.
+        shell.session.start()
+        await shell.start_plugins()
+        while not shell.exit_requested:
+            try:
+                line = await prompt.prompt_async(prompt_text(shell))
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                break
+            task = loop.create_task(shell.handle_line(line))
+            # Ctrl+C while a command runs (no prompt to catch it) cancels that command.
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGINT, task.cancel)
+            try:
+                await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
+                shell.notice("interrupted", level="warn")
+            finally:
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(signal.SIGINT)
+        await shell.stop()
+    return 0

@@ -1,0 +1,323 @@
+"""The host that joins session, plugins, commands and a view; front ends drive it.
+
+In: a line -> a command, or ``before_send`` hooks -> the session's queue -> the socket.
+Out: the socket -> parse -> ``after_receive`` hooks -> turn assembly -> the view.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from unith_shell import api
+from unith_shell.commands import CommandError, CommandRegistry, Context, literal_text, split_command
+from unith_shell.config import Paths, Settings
+from unith_shell.plugins import PluginError, Plugins
+from unith_shell.protocol import (
+    GREETING_ID,
+    ProtocolError,
+    ResponsePart,
+    ServerEvent,
+    Turn,
+    UserMessage,
+)
+from unith_shell.render import HumanView, Style, describe_event
+from unith_shell.session import Session, SessionListener, SessionOptions, State
+
+
+class View:
+    """What the shell shows; the REPL uses :class:`HumanView`, pipe mode its own views."""
+
+    raw = False
+
+    def parts(self, turn: Turn, parts: list[ResponsePart], first: bool) -> None: ...
+
+    def turn_end(self, turn: Turn) -> None: ...
+
+    def notice(self, level: str, text: str) -> None: ...
+
+    def frame(self, direction: str, data: str | bytes) -> None: ...
+
+    def event(self, event: ServerEvent) -> None:
+        described = describe_event(event)
+        if described is not None:
+            self.notice(*described)
+
+    def write(self, text: str) -> None: ...
+
+
+class _HumanAdapter(View):
+    def __init__(self, human: HumanView) -> None:
+        self.human = human
+
+    @property
+    def raw(self) -> bool:
+        return self.human.raw
+
+    @raw.setter
+    def raw(self, value: bool) -> None:
+        self.human.raw = value
+
+    def parts(self, turn: Turn, parts: list[ResponsePart], first: bool) -> None:
+        self.human.parts(turn, parts, first)
+
+    def turn_end(self, turn: Turn) -> None:
+        self.human.turn_end(turn)
+
+    def notice(self, level: str, text: str) -> None:
+        self.human.notice(level, text)
+
+    def frame(self, direction: str, data: str | bytes) -> None:
+        self.human.frame(direction, data)
+
+    def write(self, text: str) -> None:
+        self.human.write(text)
+
+
+def session_options(settings: Settings) -> SessionOptions:
+    return SessionOptions(
+        base_url=settings.base_url,
+        org=settings.org,
+        head=settings.head,
+        api_key=settings.api_key,
+        username=settings.username,
+        password=settings.password,
+        text_only=settings.text_only,
+        data_tag=settings.data_tag,
+        timeout=settings.timeout,
+        connect_timeout=settings.connect_timeout,
+        rest_timeout=settings.rest_timeout,
+        keep_alive=settings.keep_alive,
+        reconnect_initial=settings.reconnect_initial,
+        reconnect_max=settings.reconnect_max,
+        max_frame_size=settings.max_frame_size,
+        insecure=settings.insecure,
+    )
+
+
+def color_enabled(stream: Any, env: Mapping[str, str]) -> bool:
+    if env.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and env.get("TERM") != "dumb"
+
+
+class Shell(SessionListener):
+    """One running shell: settings, session, plugins, command registry and a view."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        paths: Paths,
+        *,
+        view: View | None = None,
+        env: Mapping[str, str] | None = None,
+        write: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.paths = paths
+        self.env = dict(os.environ if env is None else env)
+        self._write = write or (lambda text: print(text, flush=True))
+        self.style = Style(color=color_enabled(sys.stdout, self.env))
+        self.view: View = view or _HumanAdapter(HumanView(self._write, self.style, self.speaker))
+        self.registry = CommandRegistry()
+        self.plugins = Plugins(
+            strict=settings.strict_plugins,
+            trace=settings.trace_plugins,
+            notify=lambda text: self.notice(text, level="warn"),
+        )
+        self.session = Session(session_options(settings), self)
+        self.api = self.session.api
+        self.suggestions: list[str] = []
+        self.head_info: dict[str, Any] | None = None
+        self.recent_heads: list[str] = []
+        self.exit_requested = False
+        self.on_change: Callable[[], None] = lambda: None
+        #: Set by the front end: clears the screen (``/clear``).
+        self.clear_screen: Callable[[], None] = lambda: None
+        self.last_failed: Turn | None = None
+        self._labelled: set[int] = set()
+
+    # ---- start and stop -----------------------------------------------------------------------
+
+    def load_plugins(self) -> None:
+        dirs = [self.paths.plugins_dir, *(Path(d).expanduser() for d in self.settings.plugins_dirs)]
+        self.plugins.load_all(
+            env=self.env,
+            plugins_dirs=dirs,
+            extra=self.settings.plugins,
+            no_plugins=self.settings.no_plugins,
+        )
+        for name in list(self.plugins.infos):
+            self.register_commands_of(name)
+
+    def register_commands_of(self, plugin: str) -> None:
+        def register(name: str, handler: Any, **kwargs: Any) -> None:
+            try:
+                self.registry.register(name, handler, plugin=plugin, **kwargs)
+            except (ValueError, TypeError) as exc:
+                self.notice(f"plugin {plugin!r}: command not added: {exc}", level="warn")
+
+        self._call_sync_only("register_commands", {"register": register}, plugin)
+
+    def _call_sync_only(self, hook: str, kwargs: dict[str, Any], plugin: str) -> None:
+        # register_commands runs at load time, before the loop runs the shell; its
+        # implementations are plain functions (an awaitable result is ignored).
+        for impl in self.plugins.impls(hook):
+            if impl.plugin_name != plugin:
+                continue
+            try:
+                result = impl.function(*[kwargs[a] for a in impl.argnames])
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+            except Exception as exc:
+                if self.plugins.strict:
+                    raise PluginError(f"plugin {plugin!r} failed in {hook}: {exc}") from exc
+                self.notice(f"plugin {plugin!r} failed in {hook}: {exc}", level="warn")
+
+    async def start_plugins(self, only: str | None = None) -> None:
+        await self.plugins.call("shell_start", {"shell": self}, only=only)
+
+    async def stop(self) -> None:
+        await self.session.close()
+        await self.plugins.call("shell_exit", {"shell": self})
+        await api.close_clients()
+
+    # ---- lines --------------------------------------------------------------------------------
+
+    async def handle_line(self, line: str) -> None:
+        """Route one line: a ``/command``, a suggestion number, or a message."""
+        if not line.strip():
+            return
+        parsed = split_command(line)
+        if parsed is not None:
+            await self.run_command(*parsed)
+            return
+        stripped = line.strip()
+        if stripped.isdigit() and self.suggestions:
+            await self.pick(int(stripped))
+            return
+        await self.send(literal_text(line))
+
+    async def run_command(self, name: str, arg: str) -> None:
+        command = self.registry.get(name)
+        if command is None:
+            close = self.registry.closest(name)
+            hint = f"; did you mean /{close}?" if close else "; /help lists commands"
+            self.notice(f"unknown command /{name}{hint}", level="error")
+            return
+        try:
+            await command.run(Context(self, command.name), arg)
+        except CommandError as exc:
+            self.notice(f"/{command.name}: {exc}", level="error")
+        except PluginError:
+            raise
+        except api.APIError as exc:
+            self.notice(f"/{command.name}: {exc}", level="error")
+        except Exception as exc:
+            if self.plugins.strict:
+                raise
+            owner = f" (plugin {command.plugin!r})" if command.plugin else ""
+            self.notice(
+                f"/{command.name}{owner} failed: {type(exc).__name__}: {exc}", level="error"
+            )
+
+    async def pick(self, number: int) -> None:
+        if not 1 <= number <= len(self.suggestions):
+            raise CommandError(f"no suggestion {number}; there are {len(self.suggestions)}")
+        await self.send(self.suggestions[number - 1])
+
+    async def send(self, text: str) -> Turn | None:
+        self.suggestions = []
+        turn = await self.session.send(text)
+        if turn is not None and self.session.state is not State.CONNECTED:
+            self.notice(f"pending: {text[:40]!r} goes out once connected", level="info")
+        self.on_change()
+        return turn
+
+    # ---- output -------------------------------------------------------------------------------
+
+    def print(self, text: str) -> None:
+        self.view.write(text)
+
+    def notice(self, text: str, level: str = "info") -> None:
+        self.view.notice(level, text)
+
+    def speaker(self) -> str:
+        info = self.head_info or {}
+        alias = info.get("alias") or info.get("name")
+        return str(alias) if alias else self.session.options.head
+
+    @property
+    def turn_state(self) -> str:
+        turn = self.session.turn_in_flight
+        if turn is None:
+            return "idle"
+        return "streaming" if turn.first_part_at is not None else "waiting"
+
+    # ---- SessionListener -------------------------------------------------------------------
+
+    async def on_state(self, session: Session) -> None:
+        self.on_change()
+
+    async def on_frame(self, session: Session, direction: str, data: str | bytes) -> None:
+        if self.view.raw:
+            self.view.frame(direction, data)
+        if self.plugins.has("on_frame"):
+            await self.plugins.call(
+                "on_frame", {"direction": direction, "data": data, "session": session}
+            )
+
+    async def before_send(self, session: Session, message: UserMessage) -> None:
+        if self.plugins.has("before_send"):
+            await self.plugins.call(
+                "before_send",
+                {"message": message, "session": session},
+                stop=lambda: message.cancelled is not None,
+            )
+        if message.cancelled is not None:
+            self.notice(f"not sent: {message.cancelled}", level="warn")
+
+    async def on_event(self, session: Session, event: ServerEvent) -> None:
+        if self.plugins.has("after_receive"):
+            await self.plugins.call("after_receive", {"event": event, "session": session})
+        self.view.event(event)
+
+    async def on_parts(self, session: Session, turn: Turn, parts: list[ResponsePart]) -> None:
+        key = id(turn)
+        first = key not in self._labelled and any(p.text for p in parts)
+        if first:
+            self._labelled.add(key)
+        self.view.parts(turn, parts, first)
+        self.on_change()
+
+    async def on_turn_complete(self, session: Session, turn: Turn) -> None:
+        self._labelled.discard(id(turn))
+        if turn.outcome in ("last", "choice"):
+            self.suggestions = list(turn.suggestions)
+        elif turn.message_id != GREETING_ID and turn.outcome != "cancelled":
+            self.last_failed = turn
+        self.view.turn_end(turn)
+        if self.plugins.has("turn_complete"):
+            await self.plugins.call("turn_complete", {"turn": turn, "session": session})
+        self.on_change()
+
+    async def on_protocol_error(self, session: Session, error: ProtocolError) -> None:
+        self.notice(f"bad frame from the server: {error.reason}", level="warn")
+
+    async def on_notice(self, session: Session, text: str) -> None:
+        self.notice(text, level="warn")
+
+    async def on_connect(self, session: Session) -> None:
+        if self.plugins.has("on_connect"):
+            await self.plugins.call("on_connect", {"session": session})
+        self.on_change()
+
+    async def on_disconnect(self, session: Session, reason: str) -> None:
+        if self.plugins.has("on_disconnect"):
+            await self.plugins.call("on_disconnect", {"session": session, "reason": reason})
+        self.on_change()
