@@ -933,3 +933,19 @@ async def test_config_part_delay_applies_to_every_turn() -> None:
         elapsed = time.monotonic() - started
     assert_turn(parts, 0)
     assert elapsed >= 0.09
+
+
+async def test_missing_handshake_times_out() -> None:
+    async with (
+        LocalServer(ServerConfig(handshake_timeout=0.1)) as srv,
+        connect(srv.ws_url("unith", "kai")) as ws,
+    ):
+        closed = await closed_by_server(Client(ws, "u"))
+    assert closed.rcvd is not None and closed.rcvd.code == 1008
+    assert closed.rcvd.reason == "handshake timeout"
+
+
+async def test_close_reason_stays_valid_utf8(server: LocalServer) -> None:
+    async with connect(server.ws_url("ünïcødé" * 10, "head")) as ws:
+        closed = await closed_by_server(Client(ws, "u"))
+    assert closed.rcvd is not None and closed.rcvd.reason.startswith("Head not found: ünïcødé")

@@ -62,7 +62,9 @@ class Connection:
     async def close(self, code: int, reason: str) -> None:
         if self._closer is None:
             self._closer = asyncio.current_task()
-        await self.ws.close(code=code, message=reason.encode()[:120])
+        # A close reason may hold at most 123 bytes of valid UTF-8.
+        message = reason.encode()[:120].decode(errors="ignore").encode()
+        await self.ws.close(code=code, message=message)
 
     def abort(self) -> None:
         """Drop TCP at once: the client gets no close frame."""
