@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -245,11 +246,19 @@ class UnithAPI:
         return url
 
 
-def _why(exc: Exception) -> str:
+def _why(exc: BaseException) -> str:
+    """The root cause in a few words: httpx wraps the OSError that says what happened."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "host not found"
+        cause = cause.__cause__ or cause.__context__
     text = str(exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     lowered = first.lower()
-    if "refused" in lowered:
+    if "refused" in lowered or "all connection attempts failed" in lowered:
         return "connection refused"
     if "name or service" in lowered or "nodename" in lowered or "getaddrinfo" in lowered:
         return "host not found"
