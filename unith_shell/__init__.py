@@ -1,3 +1,101 @@
-"""unith-shell: an interactive terminal client for Unith's talking-head chat API."""
+"""unith-shell: an interactive terminal client for Unith's talking-head chat API.
+
+The names plugin authors need are importable from here::
+
+    from unith_shell import hookimpl, UserMessage, ResponsePart, Turn
+
+They are loaded on first use, so ``import unith_shell`` (and ``unith-shell --version``) stays
+cheap: no prompt-toolkit, websockets or httpx import happens here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from unith_shell.commands import CommandError, Context
+    from unith_shell.hookspecs import hookimpl, hookspec
+    from unith_shell.protocol import (
+        Choice,
+        ConversationEnd,
+        Echo,
+        FeedbackAck,
+        Join,
+        KeepSessionReply,
+        NlpException,
+        ResponsePart,
+        ServerEvent,
+        SessionTimeout,
+        TimeoutWarning,
+        Turn,
+        UnknownEvent,
+        UserMessage,
+        redact,
+    )
+
+#: public name -> the module that defines it (imported on first access)
+_LAZY = {
+    "hookimpl": "unith_shell.hookspecs",
+    "hookspec": "unith_shell.hookspecs",
+    "Context": "unith_shell.commands",
+    "CommandError": "unith_shell.commands",
+    **{
+        name: "unith_shell.protocol"
+        for name in (
+            "Choice",
+            "ConversationEnd",
+            "Echo",
+            "FeedbackAck",
+            "Join",
+            "KeepSessionReply",
+            "NlpException",
+            "ResponsePart",
+            "ServerEvent",
+            "SessionTimeout",
+            "TimeoutWarning",
+            "Turn",
+            "UnknownEvent",
+            "UserMessage",
+            "redact",
+        )
+    },
+}
+
+__all__ = [
+    "Choice",
+    "CommandError",
+    "Context",
+    "ConversationEnd",
+    "Echo",
+    "FeedbackAck",
+    "Join",
+    "KeepSessionReply",
+    "NlpException",
+    "ResponsePart",
+    "ServerEvent",
+    "SessionTimeout",
+    "TimeoutWarning",
+    "Turn",
+    "UnknownEvent",
+    "UserMessage",
+    "__version__",
+    "hookimpl",
+    "hookspec",
+    "redact",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'unith_shell' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

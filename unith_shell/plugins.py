@@ -29,7 +29,13 @@ import pluggy
 
 from unith_shell import hookspecs
 
-BUNDLED = ("unith_shell.builtins.core", "unith_shell.builtins.plugins_cmd")
+BUNDLED = (
+    "unith_shell.builtins.core",
+    "unith_shell.builtins.plugins_cmd",
+    "unith_shell.builtins.head",
+    "unith_shell.builtins.video",
+    "unith_shell.builtins.log",
+)
 ENTRY_POINT_GROUP = "unith_shell"
 HOOK_NAMES = tuple(
     name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "unith_shell_spec")
@@ -54,6 +60,12 @@ class PluginInfo:
             "hooks": list(self.hooks),
             "disabled_hooks": list(self.disabled_hooks),
         }
+
+
+def allowlist(env: Mapping[str, str]) -> set[str] | None:
+    """``UNITH_SHELL_PLUGINS`` as a set of names; ``None`` when unset (everything allowed)."""
+    raw = env.get("UNITH_SHELL_PLUGINS")
+    return None if raw is None else {n.strip() for n in raw.split(",") if n.strip()}
 
 
 class PluginError(Exception):
@@ -101,10 +113,7 @@ class Plugins:
             )
         if no_plugins:
             return
-        raw_allow = env.get("UNITH_SHELL_PLUGINS")
-        allow = (
-            None if raw_allow is None else {n.strip() for n in raw_allow.split(",") if n.strip()}
-        )
+        allow = allowlist(env)
         self.load_entry_points(allow)
         for folder in plugins_dirs:
             self.load_folder(folder, allow)
@@ -202,6 +211,14 @@ class Plugins:
         self.infos[name] = PluginInfo(name, source, version, path, hooks)
         self._impls.clear()
         return True
+
+    def add(self, plugin: object, name: str, source: str = "added at run time") -> bool:
+        """Register an object with ``@hookimpl`` methods while the shell runs (``/log on``).
+
+        Its hooks take effect for the next call; :meth:`unregister` removes it again, so a
+        hook that only such an object implements costs nothing once it is gone.
+        """
+        return self._register_module(plugin, name, source)
 
     def unregister(self, name: str) -> None:
         plugin = self.pm.get_plugin(name)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from unith_shell.commands import CommandError, Context
 from unith_shell.hookspecs import hookimpl
+from unith_shell.plugins import allowlist
 
 
 def plugin_rows(shell: Any) -> list[dict[str, Any]]:
@@ -34,20 +36,36 @@ def _list(ctx: Context) -> None:
 
 
 async def _reload(ctx: Context) -> None:
+    """Forget every plugin loaded from a file, then load the plugin folders and files again.
+
+    New files in the plugin folders are picked up; removed ones are gone. Entry points and
+    bundled plugins stay as they are (a changed package needs a new shell).
+    """
     shell = ctx.shell
     plugins = shell.plugins
-    local = [info for info in plugins.infos.values() if info.source == "local file"]
-    for info in local:
+    files = [info for info in plugins.infos.values() if info.path]
+    for info in files:
         shell.registry.unregister_plugin(info.name)
         plugins.unregister(info.name)
     plugins.load_errors.clear()
-    for info in local:
-        from pathlib import Path
-
-        if plugins.load_file(Path(info.path)):
-            shell.register_commands_of(info.name)
-            await shell.start_plugins(only=info.name)
-    ctx.print(f"reloaded {len(local)} local plugin(s)")
+    before = set(plugins.infos)
+    if not shell.settings.no_plugins:
+        allow = allowlist(shell.env)
+        dirs = [
+            shell.paths.plugins_dir,
+            *(Path(d).expanduser() for d in shell.settings.plugins_dirs),
+        ]
+        for folder in dirs:
+            plugins.load_folder(folder, allow)
+        for info in files:
+            if info.source == "command line":
+                plugins.load_file(Path(info.path), source="command line")
+    loaded = [name for name in plugins.infos if name not in before]
+    for name in loaded:
+        shell.register_commands_of(name)
+        await shell.start_plugins(only=name)
+    names = ", ".join(loaded) or "none"
+    ctx.print(f"reloaded {len(loaded)} plugin file(s): {names}")
 
 
 async def plugins_command(ctx: Context, arg: str) -> None:
