@@ -29,3 +29,4 @@ class ServerConfig:
     idle_video_size: int = 200_000  # bytes of the generated idle "mp4"
     reply_video_size: int = 32_000  # bytes of each generated reply "mp4"
     secret: bytes | None = None  # JWT signing key; None = random per server
+    password: str | None = None  # accept this password instead of the public "Password1"

@@ -60,7 +60,7 @@ async def token(request: web.Request) -> web.Response:
             ],
         )
     # Any username works with the fixed password [I]; upstream may accept only "anonymous" [U].
-    if fields["password"] != PASSWORD:
+    if fields["password"] != (state.config.password or PASSWORD):
         response = detail(401, "Incorrect username or password")
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
