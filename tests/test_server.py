@@ -949,3 +949,14 @@ async def test_close_reason_stays_valid_utf8(server: LocalServer) -> None:
     async with connect(server.ws_url("ünïcødé" * 10, "head")) as ws:
         closed = await closed_by_server(Client(ws, "u"))
     assert closed.rcvd is not None and closed.rcvd.reason.startswith("Head not found: ünïcødé")
+
+
+async def test_fault_scripted_sends_the_echo_then_the_frames_verbatim(server: LocalServer) -> None:
+    frames = ['{"event": "text", "input_message_id": MID, "part_order": 0}', b"\x01\x02", "{bad"]
+    async with faulty(server, "scripted", frames=frames) as client:
+        await client.say("hi")
+        echo = await client.recv()
+        assert echo["text"] == "hi"
+        assert (await client.recv())["input_message_id"] == echo["id"]
+        assert await client.recv_raw() == b"\x01\x02"
+        assert await client.recv_raw() == "{bad"

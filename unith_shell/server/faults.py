@@ -283,3 +283,19 @@ async def _non_object_json(ctx: TurnContext) -> None:
 async def _close_after_reply(ctx: TurnContext) -> None:
     await ctx.send_turn()
     await ctx.wire.close(int(ctx.params["code"]), "closed after reply")
+
+
+@_fault(
+    "scripted",
+    "the echo, then `frames` as given: a str is a text frame (MID stands for the message id), "
+    "bytes a binary frame",
+    frames=(),
+)
+async def _scripted(ctx: TurnContext) -> None:
+    await ctx.wire.send(ctx.turn.echo)
+    mid = str(ctx.turn.input_id)
+    for frame in ctx.params["frames"]:
+        if isinstance(frame, bytes | bytearray):
+            await ctx.wire.send_binary(bytes(frame))
+        else:
+            await ctx.wire.send_raw(str(frame).replace("MID", mid))
