@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
 import unith_shell_stats as stats
+
 from unith_shell.config import Settings, paths
 from unith_shell.protocol import Turn
 from unith_shell.server import LocalServer, ServerConfig
