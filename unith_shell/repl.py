@@ -183,31 +183,39 @@ async def run_repl(shell: Shell) -> int:
 
     shell.on_change = invalidate
     shell.clear_screen = clear
-    loop = asyncio.get_running_loop()
     with patch_stdout(raw=True):
         shell.load_plugins()
         # Connect while the prompt is being built: the greeting arrives above it.
         shell.session.start()
-        await shell.start_plugins()
-        while not shell.exit_requested:
-            try:
-                line = await prompt.prompt_async(prompt_text(shell))
-            except KeyboardInterrupt:
-                continue
-            except EOFError:
-                break
-            task = loop.create_task(shell.handle_line(line))
-            # Ctrl+C while a command runs (no prompt to catch it) cancels that command.
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signal.SIGINT, task.cancel)
-            try:
-                await task
-            except asyncio.CancelledError:
-                if not task.cancelled():
-                    raise
-                shell.notice("interrupted", level="warn")
-            finally:
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(signal.SIGINT)
-        await shell.stop()
+        try:
+            await shell.start_plugins()
+            await _loop(shell, prompt)
+        finally:
+            # Also on an unexpected error: the socket is closed properly, plugins told.
+            await shell.stop()
     return 0
+
+
+async def _loop(shell: Shell, prompt: PromptSession[str]) -> None:
+    loop = asyncio.get_running_loop()
+    while not shell.exit_requested:
+        try:
+            line = await prompt.prompt_async(prompt_text(shell))
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            break
+        task = loop.create_task(shell.handle_line(line))
+        # Ctrl+C while a command runs (no prompt to catch it) cancels that command.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not task.cancelled() or (current is not None and current.cancelling()):
+                raise  # run_repl itself is being cancelled, not just the command
+            shell.notice("interrupted", level="warn")
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGINT)

@@ -199,7 +199,10 @@ class Shell(SessionListener):
             return
         stripped = line.strip()
         if stripped.isdigit() and self.suggestions:
-            await self.pick(int(stripped))
+            try:
+                await self.pick(int(stripped))
+            except CommandError as exc:  # out of range: one line, the shell goes on
+                self.notice(str(exc), level="error")
             return
         await self.send(literal_text(line))
 
