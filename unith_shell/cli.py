@@ -197,6 +197,10 @@ def serve(argv: Sequence[str]) -> int:
     return serve_forever(args.host, args.port, config=config)
 
 
+def _print_stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 def list_plugins(argv: Sequence[str], env: dict[str, str]) -> int:
     parser = _Parser(prog="unith-shell plugins", description="List the plugins unith-shell loads.")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -209,7 +213,8 @@ def list_plugins(argv: Sequence[str], env: dict[str, str]) -> int:
     from unith_shell.builtins.plugins_cmd import plugin_rows
     from unith_shell.shell import Shell
 
-    shell = Shell(loaded.settings, paths(env), env=env)
+    # Load errors go to stderr: stdout is for the list (JSON must stay parseable).
+    shell = Shell(loaded.settings, paths(env), env=env, write=_print_stderr)
     shell.load_plugins()
     rows = plugin_rows(shell)
     if args.json:

@@ -107,7 +107,10 @@ def on_connect(session: Any) -> None:
 
 @hookspec
 def on_disconnect(session: Any, reason: str) -> None:
-    """The socket closed, for whatever reason (the shell may reconnect afterwards).
+    """The socket closed unexpectedly or by the server (the shell may reconnect afterwards).
+
+    Not called when the shell closes the session itself (on exit, or when ``/head`` switches
+    heads); ``shell_exit`` and ``on_connect`` cover those.
 
     :param session: the :class:`~unith_shell.session.Session`.
     :param reason: one line saying why (a close code, a dropped connection, a timeout).

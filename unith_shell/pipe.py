@@ -7,6 +7,7 @@ naming it. Exit status: 0 ok, 3 authentication or connection failure, 4 a turn f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator, Iterable
@@ -151,6 +152,10 @@ async def run_pipe(
                 await shell.handle_line(line)
                 if shell.exit_requested:
                     break
+                # A command may send (a plugin's /shout): its replies come before the next line.
+                for sent in [t for t in (session.turn_in_flight, *session.pending) if t]:
+                    with contextlib.suppress(TimeoutError):
+                        await session.wait(sent, timeout=limit)
                 continue
             turn = await shell.send(line[1:] if line.startswith("//") else line)
             if turn is None:

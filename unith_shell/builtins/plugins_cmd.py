@@ -33,6 +33,16 @@ def _list(ctx: Context) -> None:
             ctx.print(f"    disabled after errors: {', '.join(row['disabled_hooks'])}")
     for line in ctx.shell.plugins.load_errors:
         ctx.print(f"  ! {line}")
+    settings = ctx.settings
+    if settings.no_plugins:
+        ctx.print("only bundled plugins (--no-plugins)")
+    else:
+        folders = [str(ctx.shell.paths.plugins_dir), *settings.plugins_dirs]
+        ctx.print(f"plugin folders: {', '.join(folders)}")
+        allow = allowlist(ctx.shell.env)
+        if allow is not None:
+            ctx.print(f"allowlist (UNITH_SHELL_PLUGINS): {', '.join(sorted(allow)) or '(empty)'}")
+    ctx.print(f"hook tracing {'on' if ctx.shell.plugins.trace else 'off'}")
 
 
 async def _reload(ctx: Context) -> None:
