@@ -402,7 +402,11 @@ class Session:
             first = False
             reason = await self._serve_connection()
             await self._close_socket()
-            await self._fail_inflight("disconnected", reason)
+            unexpected = not (self.closing or self._forced or self.timed_out or self.ended)
+            lost = f"connection lost ({reason}); reconnecting"
+            # One line for the user: a cut-off turn's error says it all, else a notice does.
+            cut = self._inflight is not None
+            await self._fail_inflight("disconnected", lost if unexpected else reason)
             await self.listener.on_disconnect(self, reason)
             if self.closing:
                 break
@@ -420,7 +424,8 @@ class Session:
                 if not self._outbox:
                     await self._wait_for_reconnect(None)
                 continue
-            await self.listener.on_notice(self, f"connection lost ({reason}); reconnecting")
+            if not cut:
+                await self.listener.on_notice(self, lost)
             self.attempt = 1
             delay = backoff(1, self.options.reconnect_initial, self.options.reconnect_max)
             self.next_attempt_at = time.monotonic() + delay

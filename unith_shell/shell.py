@@ -237,8 +237,13 @@ class Shell(SessionListener):
     async def send(self, text: str) -> Turn | None:
         self.suggestions = []
         turn = await self.session.send(text)
-        if turn is not None and self.session.state is not State.CONNECTED:
-            self.notice(f"pending: {text[:40]!r} goes out once connected", level="info")
+        state = self.session.state
+        if turn is not None and state is not State.CONNECTED:
+            if state is State.DISCONNECTED and self.session.last_error:
+                why = f"not connected ({self.session.last_error}); /reconnect to try again"
+                self.notice(f"pending: {text[:40]!r}: {why}", level="warn")
+            else:
+                self.notice(f"pending: {text[:40]!r} goes out once connected", level="info")
         self.on_change()
         return turn
 
