@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import stat
 import sys
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, TextIO
@@ -16,7 +18,7 @@ from typing import Any, TextIO
 from unith_shell.commands import split_command
 from unith_shell.config import Paths, Settings
 from unith_shell.protocol import GREETING_ID, ResponsePart, ServerEvent, Turn, redact
-from unith_shell.render import escape_text
+from unith_shell.render import escape_text, raw_line
 from unith_shell.session import SessionError
 from unith_shell.shell import Shell, View
 
@@ -53,6 +55,10 @@ class PlainView(View):
         self.out.write(text + "\n")
         self.out.flush()
 
+    def frame(self, direction: str, data: str | bytes) -> None:
+        # ``/raw on``: the frames, redacted and escaped, as the REPL shows them.
+        self.write(f"{'->' if direction == 'out' else '<-'} {raw_line(data)}")
+
 
 class JsonView(View):
     """One JSON object per line: every server event, plus the shell's own ``unith_shell.*``."""
@@ -88,6 +94,10 @@ class JsonView(View):
     def notice(self, level: str, text: str) -> None:
         self.emit({"event": "unith_shell.notice", "level": level, "text": text})
 
+    def frame(self, direction: str, data: str | bytes) -> None:
+        # ``/raw on``: each frame as one more object; the text is redacted and escaped.
+        self.emit({"event": "unith_shell.frame", "direction": direction, "data": raw_line(data)})
+
     def write(self, text: str) -> None:
         self.emit({"event": "unith_shell.output", "text": text})
 
@@ -96,18 +106,27 @@ async def _stdin_lines(stream: TextIO) -> AsyncIterator[str]:
     """Lines from stdin without blocking the loop (pipes); a regular file is read directly."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 24)
-    try:
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
-    except (ValueError, OSError):
-        # A regular file (``< file``) cannot be watched; reading it never blocks for long.
+    if not _watchable(stream):
+        # A regular file (``< file``) or an in-memory stream cannot be watched; reading it
+        # never blocks for long.
         for line in stream:
             yield line.rstrip("\r\n")
         return
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
     while True:
         raw = await reader.readline()
         if not raw:
             return
         yield raw.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def _watchable(stream: TextIO) -> bool:
+    """A pipe, socket or terminal: what ``connect_read_pipe`` accepts."""
+    try:
+        mode = os.fstat(stream.fileno()).st_mode
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
 
 
 async def _from_list(items: Iterable[str]) -> AsyncIterator[str]:

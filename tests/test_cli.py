@@ -1,0 +1,87 @@
+"""The command line itself: cheap --version/--help, usage errors, a malformed config file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import UNITH_SHELL, cli_env
+from unith_shell import __version__
+
+HEAVY = ("prompt_toolkit", "websockets", "httpx", "aiohttp")
+
+PROBE = """
+import json, sys
+from unith_shell import cli
+try:
+    code = cli.main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(json.loads(sys.stdin.read())))
+print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_version_and_help_import_nothing_heavy(flag: str, shell_home: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, flag],
+        input=json.dumps(HEAVY),
+        capture_output=True,
+        text=True,
+        env=cli_env(shell_home),
+        timeout=30,
+    )
+    report = json.loads(result.stderr.strip().splitlines()[-1])
+    assert report == {"code": 0, "heavy": []}
+    if flag == "--version":
+        assert result.stdout == f"unith-shell {__version__}\n"
+    else:
+        assert "--local" in result.stdout and "--json" in result.stdout
+
+
+def test_probe_sees_heavy_imports_when_there_are_some(shell_home: Path) -> None:
+    """The probe above would notice: importing the REPL does load prompt_toolkit."""
+    code = PROBE.replace("from unith_shell import cli", "from unith_shell import cli, repl")
+    result = subprocess.run(
+        [sys.executable, "-c", code, "--version"],
+        input=json.dumps(HEAVY),
+        capture_output=True,
+        text=True,
+        env=cli_env(shell_home),
+        timeout=30,
+    )
+    assert "prompt_toolkit" in json.loads(result.stderr.strip().splitlines()[-1])["heavy"]
+
+
+def test_bad_flag_is_a_one_line_usage_error_exit_2(shell_home: Path) -> None:
+    result = subprocess.run(
+        [*UNITH_SHELL, "--bogus"], capture_output=True, text=True, env=cli_env(shell_home)
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "unith-shell: error: unrecognized arguments: --bogus (see --help)"
+    ]
+
+
+def test_malformed_config_is_one_line_naming_file_and_line_exit_2(shell_home: Path) -> None:
+    config = shell_home / "config" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('org = "unith"\nhead = \ntimeout = 5\n')
+    result = subprocess.run(
+        [*UNITH_SHELL, "--local", "-m", "hi"],
+        capture_output=True,
+        text=True,
+        env=cli_env(shell_home),
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"unith-shell: {config}:2: ")

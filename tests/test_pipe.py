@@ -1,0 +1,180 @@
+"""Pipe mode: the real CLI in a subprocess (stdin lines in, text or JSON Lines out, exit
+statuses), plus in-process runs of ``run_pipe`` against the local server fixture."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import UNITH_SHELL, cli_env
+from unith_shell.config import Settings, paths
+from unith_shell.pipe import run_pipe
+from unith_shell.server import LocalServer
+
+CONTROL = ("\x1b", "\x07", "\x00", "\x9b")
+
+
+def run_cli(
+    home: Path, *args: str, stdin: str = "", timeout: float = 30, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*UNITH_SHELL, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=cli_env(home, **env),
+        timeout=timeout,
+    )
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_plain_output_one_block_per_reply(shell_home: Path) -> None:
+    result = run_cli(shell_home, "--local", stdin="hello\nmenu\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    # No greeting, no prompt: the reply to "hello" (3 parts + 3 suggestions), then the menu.
+    assert lines[0] == "You said “hello”. Thanks for telling me!"
+    assert lines[3:6] == ["1) What can you do?", "2) Show me the menu", "3) Goodbye"]
+    assert lines[6:] == [
+        "Here is what you can try:",
+        "1) Tell me a fact",
+        "2) What can you do?",
+        "3) Goodbye",
+    ]
+    assert "Aiko" not in result.stdout and "aiko>" not in result.stdout
+
+
+def test_json_output_every_line_is_json_with_echo_and_parts(shell_home: Path) -> None:
+    result = run_cli(shell_home, "--local", "--json", stdin="hello\nhow are you\n")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(isinstance(e, dict) and "event" in e for e in events)
+    echoes = [e for e in events if e.get("username") == "user"]
+    assert [e["text"] for e in echoes] == ["hello", "how are you"]
+    turns = [e for e in events if e["event"] == "unith_shell.turn"]
+    assert [t["input"] for t in turns] == ["", "hello", "how are you"]  # greeting first
+    assert all(t["outcome"] == "last" for t in turns)
+    for turn in turns[1:]:
+        parts = [
+            e
+            for e in events
+            if e["event"] == "text" and e.get("input_message_id") == turn["input_message_id"]
+        ]
+        assert len(parts) == 3
+        assert [p["part_order"] for p in parts] == [0, 1, 2]
+        assert "\n".join(p["text"] for p in parts) == turn["text"]
+    assert "You said “how are you”" in turns[2]["text"]
+
+
+def test_message_flag_is_repeatable_and_stdin_is_not_read(shell_home: Path) -> None:
+    result = run_cli(shell_home, "--local", "-m", "first one", "-m", "menu", stdin="from stdin\n")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.index("You said “first one”") < out.index("Here is what you can try:")
+    assert "from stdin" not in out
+
+
+def test_commands_and_literal_slash_in_pipe_mode(shell_home: Path) -> None:
+    result = run_cli(shell_home, "--local", stdin="/status\n//slash\n\n/quit\nnot sent\n")
+    assert result.returncode == 0, result.stderr
+    assert "head          unith/aiko" in result.stdout
+    assert "You said “/slash”" in result.stdout
+    assert "not sent" not in result.stdout  # /quit ends the input
+
+
+def test_unreachable_server_exits_3(shell_home: Path) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    result = run_cli(shell_home, "--base-url", url, "-m", "hi")
+    assert result.returncode == 3
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: login: cannot reach {url}")
+
+
+def test_wrong_password_exits_3_and_never_shows_it(shell_home: Path) -> None:
+    secret = "wrong-secret-pw"
+    result = run_cli(shell_home, "--local", "-m", "hi", UNITH_PASSWORD=secret)
+    assert result.returncode == 3
+    assert "Incorrect username or password" in result.stderr
+    assert secret not in result.stdout + result.stderr
+
+
+def test_failed_turn_exits_4_and_names_the_line(shell_home: Path) -> None:
+    result = run_cli(shell_home, "--local", "--org", "faults", "--head", "nlp-exception",
+                     stdin="hi\nagain\n")  # fmt: skip
+    assert result.returncode == 4
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: line")]
+    assert errors == [
+        "error: line 1 'hi': NLP failure (scripted fault) (level 500)",
+        "error: line 2 'again': NLP failure (scripted fault) (level 500)",
+    ]
+
+
+def test_turn_that_never_ends_times_out_with_exit_4(shell_home: Path) -> None:
+    started = time.monotonic()
+    result = run_cli(shell_home, "--local", "--org", "faults", "--head", "never-ends",
+                     "--timeout", "1", "-m", "hi")  # fmt: skip
+    assert result.returncode == 4
+    assert "error: line 1 'hi': no reply within 1 s" in result.stderr
+    # The per-frame timeout ends it, not a long pipe-level limit.
+    assert time.monotonic() - started < 8
+
+
+def test_no_escape_codes_in_pipe_output(shell_home: Path) -> None:
+    args = ("--local", "--org", "faults", "--head", "control-chars", "-m", "hi")
+    plain = run_cli(shell_home, *args)
+    assert plain.returncode == 0, plain.stderr
+    assert "Control test: \\x1b[2J\\x1b]0;pwned\\x07 bell:\\x07 nul:\\x00 end" in plain.stdout
+    as_json = run_cli(shell_home, *args, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    texts = [json.loads(line).get("text", "") for line in as_json.stdout.splitlines()]
+    assert any("\x1b[2J" in text for text in texts)  # faithful data, escaped by JSON
+    for out in (plain.stdout, plain.stderr, as_json.stdout, as_json.stderr):
+        assert not any(c in out for c in CONTROL)
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+async def test_run_pipe_one_outcome_per_line_in_order(server: LocalServer) -> None:
+    """In-process: what the server received, and stdout/stderr, for a mixed input."""
+    settings = Settings(base_url=server.base_url, timeout=5.0, api_key="pipe-secret-key")
+    stdin = io.StringIO("first\n\n/raw on\n//second\n/nosuch\nthird\n")
+    out, err = io.StringIO(), io.StringIO()
+    status = await run_pipe(settings, paths(), stdin=stdin, stdout=out, stderr=err)
+    assert status == 0
+    sent = [f["text"] for f in server.received if "text" in f]
+    assert sent == ["first", "/second", "third"]
+    text = out.getvalue()
+    assert text.index("“first”") < text.index("“/second”") < text.index("“third”")
+    assert "raw frames on" in text
+    assert "unknown command /nosuch" in err.getvalue()
+    assert '"text": "third"' in text  # raw frames are shown ...
+    assert "pipe-secret-key" not in text + err.getvalue()  # ... redacted
+    await server.wait_until(lambda: server.open_connections == 0)
+
+
+async def test_run_pipe_json_raw_frames_are_json_and_redacted(server: LocalServer) -> None:
+    settings = Settings(base_url=server.base_url, timeout=5.0, json=True)
+    stdin = io.StringIO("/raw on\n/reconnect\nhello\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert await run_pipe(settings, paths(), stdin=stdin, stdout=out, stderr=err) == 0
+    objects = [json.loads(line) for line in out.getvalue().splitlines()]
+    frames = [o for o in objects if o["event"] == "unith_shell.frame"]
+    assert {f["direction"] for f in frames} == {"in", "out"}
+    handshakes = [f["data"] for f in frames if '"token"' in f["data"]]
+    assert handshakes and all('"token": "***"' in data for data in handshakes)
+    assert server.connections == 2
+    assert err.getvalue() == ""
