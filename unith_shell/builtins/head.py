@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from unith_shell.commands import CommandError, Context
-from unith_shell.config import ensure_private_dir
+from unith_shell.config import ensure_private_dir, open_private
 from unith_shell.hookspecs import hookimpl
 
 RECENT_FILE = "recent_heads.json"
@@ -59,7 +59,8 @@ def remember(ctx: Context, key: str) -> None:
     try:
         ensure_private_dir(path.parent)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(recent), encoding="utf-8")
+        with open_private(tmp, "w") as handle:  # 0600, like every file the shell writes
+            handle.write(json.dumps(recent))
         tmp.replace(path)
     except OSError:
         pass  # completion data only: never worth an error
