@@ -6,6 +6,7 @@ A bundled plugin like any other: it uses only the public hook API.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from unith_shell.commands import CommandError, Context
 from unith_shell.hookspecs import hookimpl
@@ -123,19 +124,23 @@ async def keep_command(ctx: Context, arg: str) -> None:
     ctx.print("asked the server to keep the session")
 
 
+def _command_names(ctx: Context, text: str) -> list[str]:
+    return ctx.shell.registry.names()
+
+
 def _pick_numbers(ctx: Context, text: str) -> list[str]:
     return [str(i) for i in range(1, len(ctx.shell.suggestions) + 1)]
 
 
 @hookimpl
-def register_commands(register):  # type: ignore[no-untyped-def]
+def register_commands(register: Callable[..., None]) -> None:
     register(
         "help",
         help_command,
         help="List commands, or show one: /help CMD",
         usage="[COMMAND]",
         aliases=("?",),
-        complete=lambda ctx, text: ctx.shell.registry.names(),
+        complete=_command_names,
     )
     register("quit", quit_command, help="Close the connection and exit", aliases=("exit",))
     register("status", status_command, help="Connection, head, user and session ids, latency")
