@@ -14,6 +14,7 @@ import pytest
 from unith_shell import api
 from unith_shell.api import (
     APIConnectionError,
+    APITimeout,
     AuthError,
     BadResponse,
     NotFoundError,
@@ -189,6 +190,27 @@ async def test_connection_refused_is_one_line() -> None:
     await api.close_clients()
 
 
+async def test_rest_timeout_is_one_line() -> None:
+    # A server that accepts the connection and never answers.
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(APITimeout) as info:
+            await UnithAPI(f"http://127.0.0.1:{port}", timeout=0.3).login()
+        assert str(info.value) == f"login: no answer from http://127.0.0.1:{port} in 0.3 s"
+    finally:
+        for writer in held:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
+        await api.close_clients()
+
+
 async def test_malformed_json_answer_is_bad_response() -> None:
     # A unit test of the JSON check alone: the local server never answers like this.
     def handler(request: httpx.Request) -> httpx.Response:
@@ -326,9 +348,9 @@ async def test_fault_control_chars_arrive_intact_for_the_renderer(
 
 
 async def test_fault_many_parts(server: LocalServer, closing: list[Session]) -> None:
-    _, rec, turn = await run_fault(server, closing, "many-parts", params={"count": 2000})
-    assert turn.ok and len(turn.parts) == 2000
-    assert len([1 for mid, _ in rec.shown if mid == turn.message_id]) == 2000
+    _, rec, turn = await run_fault(server, closing, "many-parts", params={"count": 10_000})
+    assert turn.ok and len(turn.parts) == 10_000
+    assert len([1 for mid, _ in rec.shown if mid == turn.message_id]) == 10_000
 
 
 @pytest.mark.parametrize(("level"), [400, 500])
