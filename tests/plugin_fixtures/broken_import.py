@@ -1,0 +1,3 @@
+"""Fails at import time."""
+
+raise RuntimeError("broken_import exploded while importing")
