@@ -108,6 +108,10 @@ async def test_turn_cut_short(
     if fault not in ("close-mid-turn", "drop-mid-turn"):
         await shell.handle_line("/reconnect")  # the fault stays with the old socket
     await wait_for(lambda: shell.session.state is State.CONNECTED and server.connections == 2)
+    # A reconnect says so in one line instead of printing the greeting again.
+    await wait_for(lambda: bool(screen.matching("reconnected to unith/aiko")))
+    assert len(screen.matching("reconnected to")) == 1
+    assert len(screen.matching("Hi, I'm Aiko")) == 1
     await responsive(shell, screen)
     await shell.handle_line("/retry")
     await wait_for(lambda: sent_texts(server).count("hello") == 2)

@@ -154,6 +154,8 @@ class Session:
         self.last_turn: Turn | None = None
         self.last_error: str | None = None
         self.attempt = 0
+        #: Successful connections to this head so far (a reconnect makes it > 1).
+        self.connections = 0
         self.next_attempt_at: float | None = None
         #: Set once the server said ``timeout`` (granted false): never reconnect [C-V2].
         self.timed_out = False
@@ -275,6 +277,7 @@ class Session:
         await self._close_socket()
         await self._fail_inflight("disconnected", "switched heads")
         self.options.org, self.options.head = org, head
+        self.connections = 0
         self.timed_out = self.ended = False
         await self._set_state(State.DISCONNECTED)
         await self.connect()
@@ -374,6 +377,7 @@ class Session:
         self.attempt = 0
         self.next_attempt_at = None
         self.last_error = None
+        self.connections += 1
         await self._set_state(State.CONNECTED)
         await self.listener.on_connect(self)
 

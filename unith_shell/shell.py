@@ -295,7 +295,13 @@ class Shell(SessionListener):
             await self.plugins.call("after_receive", {"event": event, "session": session})
         self.view.event(event)
 
+    def _repeat_greeting(self, session: Session, turn: Turn) -> bool:
+        # After a reconnect the server greets again; one "reconnected" line says enough.
+        return turn.message_id == GREETING_ID and session.connections > 0
+
     async def on_parts(self, session: Session, turn: Turn, parts: list[ResponsePart]) -> None:
+        if self._repeat_greeting(session, turn):
+            return
         key = id(turn)
         first = key not in self._labelled and any(p.text for p in parts)
         if first:
@@ -309,7 +315,8 @@ class Shell(SessionListener):
             self.suggestions = list(turn.suggestions)
         elif turn.message_id != GREETING_ID and turn.outcome != "cancelled":
             self.last_failed = turn
-        self.view.turn_end(turn)
+        if not self._repeat_greeting(session, turn):
+            self.view.turn_end(turn)
         if self.plugins.has("turn_complete"):
             await self.plugins.call("turn_complete", {"turn": turn, "session": session})
         self.on_change()
@@ -321,6 +328,8 @@ class Shell(SessionListener):
         self.notice(text, level="warn")
 
     async def on_connect(self, session: Session) -> None:
+        if session.connections > 1:
+            self.notice(f"reconnected to {session.options.org}/{session.options.head}")
         if self.plugins.has("on_connect"):
             await self.plugins.call("on_connect", {"session": session})
         self.on_change()
