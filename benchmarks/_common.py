@@ -60,8 +60,10 @@ class Figure:
         if self.limit is not None:
             ok = self.ratio <= self.limit if self.better == "lower" else self.ratio >= self.limit
         if self.abs_limit is not None:
-            within = self.value <= self.abs_limit if self.better == "lower" else (
-                self.value >= self.abs_limit
+            within = (
+                self.value <= self.abs_limit
+                if self.better == "lower"
+                else (self.value >= self.abs_limit)
             )
             ok = ok and within
         return ok
@@ -107,9 +109,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(ordered[min(rank, len(ordered)) - 1])
 
 
-def interleave(
-    variants: dict[str, Callable[[], float]], reps: int
-) -> dict[str, list[float]]:
+def interleave(variants: dict[str, Callable[[], float]], reps: int) -> dict[str, list[float]]:
     """Run every variant ``reps`` times, alternating them (the order rotates each round)."""
     names = list(variants)
     out: dict[str, list[float]] = {name: [] for name in names}
@@ -159,7 +159,10 @@ def server_process(*extra_args: str, fault: str | None = None, count: int = 0) -
     else:
         cmd = [PYTHON, str(HERE / "bench_server.py"), fault, str(count)]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=isolated_env(Path("/nonexistent"))
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=isolated_env(Path("/nonexistent")),
     )
     try:
         assert proc.stdout is not None

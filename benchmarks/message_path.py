@@ -35,7 +35,7 @@ from _common import (
 )
 
 TURN_MARKER = b'"event": "unith_shell.turn"'
-NOOP_PLUGIN = '''"""A no-op plugin for the benchmarks: implements the per-frame hooks and does nothing."""
+NOOP_PLUGIN = '''"""A benchmark plugin: implements the per-frame hooks and does nothing."""
 
 from unith_shell import hookimpl
 
@@ -198,17 +198,23 @@ def render_per_part(parts: int, reps: int) -> tuple[float, float]:
     with temp_dir() as home:
         env = isolated_env(home)
         shell = Shell(load_settings({}, env=env).settings, paths(env), env=env, write=_null)
-    texts = [f"Part {i}: Fun fact: bananas are berries, but strawberries are not." for i in range(3)]
-    raw = [
-        {"event": "text", "text": t, "input_message_id": 0, "part_order": i, "is_last": i == 2}
-        for i, t in enumerate(texts)
+    texts = [
+        f"Part {i}: Fun fact: bananas are berries, but strawberries are not." for i in range(3)
     ]
     replies = []
     for _ in range(parts // 3):
-        turn = Turn(message_id=0)
-        replies.append((turn, [ResponsePart(event="text", raw=r, text=str(r["text"]),
-                                            input_message_id=0, part_order=int(r["part_order"]),
-                                            is_last=bool(r["is_last"])) for r in raw]))  # fmt: skip
+        ready = [
+            ResponsePart(
+                event="text",
+                raw={"event": "text", "text": text, "part_order": i, "is_last": i == 2},
+                text=text,
+                input_message_id=0,
+                part_order=i,
+                is_last=i == 2,
+            )
+            for i, text in enumerate(texts)
+        ]
+        replies.append((Turn(message_id=0), ready))
     session = shell.session
     total = 3 * len(replies)
 
@@ -268,33 +274,100 @@ def run(quick: bool = False) -> list[Result]:
     lat = {k: [x for r in v for x in r.latencies] for k, v in runs.items()}
     raw_base = "raw websockets client"
     note = f"{n} round trips x {reps} interleaved runs, medians; echo + 3 parts per message"
-    out.append(Figure("message path", "pipe mode, 0 plugins: round trips/s", rate["pipe0"],
-                      "/s", raw_base, rate["raw"], better="higher", target=">= 0.93x",
-                      limit=0.93, note=note))  # fmt: skip
-    out.append(Figure("message path", "pipe mode, 10 no-op plugins: round trips/s",
-                      rate["pipe10"], "/s", raw_base, rate["raw"], better="higher",
-                      target=">= 0.80x", limit=0.80))  # fmt: skip
+    out.append(
+        Figure(
+            "message path",
+            "pipe mode, 0 plugins: round trips/s",
+            rate["pipe0"],
+            "/s",
+            raw_base,
+            rate["raw"],
+            better="higher",
+            target=">= 0.93x",
+            limit=0.93,
+            note=note,
+        )
+    )
+    out.append(
+        Figure(
+            "message path",
+            "pipe mode, 10 no-op plugins: round trips/s",
+            rate["pipe10"],
+            "/s",
+            raw_base,
+            rate["raw"],
+            better="higher",
+            target=">= 0.80x",
+            limit=0.80,
+        )
+    )
     for key, label in (("pipe0", "0 plugins"), ("pipe10", "10 plugins")):
         for q in (50, 99):
-            out.append(Figure("message path", f"pipe mode, {label}: p{q} latency",
-                              percentile(lat[key], q) * 1e6, "us", raw_base,
-                              percentile(lat["raw"], q) * 1e6))  # fmt: skip
+            out.append(
+                Figure(
+                    "message path",
+                    f"pipe mode, {label}: p{q} latency",
+                    percentile(lat[key], q) * 1e6,
+                    "us",
+                    raw_base,
+                    percentile(lat["raw"], q) * 1e6,
+                )
+            )
     if has_wscat:
-        out.append(Figure("message path", "pipe mode, 0 plugins vs wscat: round trips/s",
-                          rate["pipe0"], "/s", "wscat (driven over pipes)", rate["wscat"],
-                          better="higher", target="> 1.0x", limit=1.0))  # fmt: skip
-        out.append(Figure("message path", "wscat: round trips/s (reference)", rate["wscat"],
-                          "/s", raw_base, rate["raw"], better="higher"))  # fmt: skip
-        out.append(Figure("message path", "wscat: p50 latency (reference)",
-                          percentile(lat["wscat"], 50) * 1e6, "us", raw_base,
-                          percentile(lat["raw"], 50) * 1e6))  # fmt: skip
+        out.append(
+            Figure(
+                "message path",
+                "pipe mode, 0 plugins vs wscat: round trips/s",
+                rate["pipe0"],
+                "/s",
+                "wscat (driven over pipes)",
+                rate["wscat"],
+                better="higher",
+                target="> 1.0x",
+                limit=1.0,
+            )
+        )
+        out.append(
+            Figure(
+                "message path",
+                "wscat: round trips/s (reference)",
+                rate["wscat"],
+                "/s",
+                raw_base,
+                rate["raw"],
+                better="higher",
+            )
+        )
+        out.append(
+            Figure(
+                "message path",
+                "wscat: p50 latency (reference)",
+                percentile(lat["wscat"], 50) * 1e6,
+                "us",
+                raw_base,
+                percentile(lat["raw"], 50) * 1e6,
+            )
+        )
     else:
-        out.append(Skipped("message path", "pipe mode vs wscat",
-                           "wscat is not installed (npm install -g wscat)"))  # fmt: skip
+        out.append(
+            Skipped(
+                "message path",
+                "pipe mode vs wscat",
+                "wscat is not installed (npm install -g wscat)",
+            )
+        )
     shell_s, base_s = render_per_part(300 if quick else 30_000, 1 if quick else 5)
-    out.append(Figure("message path", "REPL print path (Shell.on_parts -> HumanView), per part",
-                      shell_s * 1e6, "us", "f-string + write per part", base_s * 1e6,
-                      note="into a null writer; terminal I/O excluded"))  # fmt: skip
+    out.append(
+        Figure(
+            "message path",
+            "REPL print path (Shell.on_parts -> HumanView), per part",
+            shell_s * 1e6,
+            "us",
+            "f-string + write per part",
+            base_s * 1e6,
+            note="into a null writer; terminal I/O excluded",
+        )
+    )
     return out
 
 
@@ -305,4 +378,3 @@ def _main() -> None:
 
 if __name__ == "__main__":
     _main()
-

@@ -1,0 +1,251 @@
+"""Memory: peak RSS (VmHWM) of a connected idle shell, and after ``/video`` (REST calls
+through httpx), vs a connected raw websockets client (and wscat, for reference)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    HERE,
+    PYTHON,
+    UNITH_SHELL,
+    Figure,
+    LineReader,
+    Result,
+    isolated_env,
+    median,
+    proc_memory,
+    server_process,
+    temp_dir,
+    write_all,
+    ws_url,
+)
+
+REPLY = b"Thanks for telling me"
+#: Used when the shell has no ``/video`` yet: the same REST calls (videos -> idle URL).
+REST_PLUGIN = '''"""Benchmark helper: /bench-rest makes the REST calls /video makes."""
+
+from unith_shell import hookimpl
+
+
+async def _bench_rest(ctx, arg):
+    opts = ctx.session.options
+    url = await ctx.shell.api.idle_video_url(opts.org, opts.head)
+    ctx.print("bench-rest: " + url)
+
+
+@hookimpl
+def register_commands(register):
+    register("bench-rest", _bench_rest, help="benchmark helper")
+'''
+SETTLE = 0.3  # seconds to let a reply's output and any deferred work finish
+
+
+def _rest_plugin(folder: Path) -> Path:
+    path = folder / "bench_rest.py"
+    path.write_text(REST_PLUGIN)
+    return path
+
+
+def pipe_shell(base_url: str, home: Path, plugin: Path) -> dict[str, float]:
+    """Pipe mode, stdin kept open: idle after one reply, then after ``/video``."""
+    proc = subprocess.Popen(
+        [*UNITH_SHELL, "--base-url", base_url, "--no-history", "--plugin", str(plugin)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=isolated_env(home),
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        reader = LineReader(proc.stdout.fileno())
+        write_all(proc.stdin.fileno(), b"hello\n")
+        reader.read_until(REPLY, 1)
+        time.sleep(SETTLE)
+        idle = proc_memory(proc.pid)["VmHWM"]
+        rest = _after_video(proc.stdin.fileno(), reader)
+        time.sleep(SETTLE)
+        after = proc_memory(proc.pid)["VmHWM"]
+    finally:
+        proc.kill()
+        proc.wait()
+    return {"idle": idle, "rest": after, "video": float(rest == "/video")}
+
+
+def _after_video(stdin: int, reader: LineReader) -> str:
+    """Send ``/video``; if the shell has no such command, the same calls via /bench-rest."""
+    before = len(reader.data)
+    write_all(stdin, b"/video\n")
+    reader.seen = 0
+    reader.read_until(b"\n", 1, timeout=30)
+    if b"unknown command" not in reader.data[before:]:
+        return "/video"
+    reader.seen = 0
+    write_all(stdin, b"/bench-rest\n")
+    reader.read_until(b"bench-rest: ", 1, timeout=30)
+    return "/bench-rest"
+
+
+def repl_shell(base_url: str, home: Path, plugin: Path) -> dict[str, float]:
+    """The REPL in a pseudo-terminal: idle after one reply, then after ``/video``."""
+    import pexpect
+
+    child = pexpect.spawn(
+        UNITH_SHELL[0],
+        [*UNITH_SHELL[1:], "--base-url", base_url, "--no-history", "--plugin", str(plugin)],
+        env=isolated_env(home),
+        encoding="utf-8",
+        dimensions=(30, 100),
+        timeout=30,
+    )
+    child.delaybeforesend = None
+    try:
+        child.sendline("hello")
+        child.expect_exact(REPLY.decode())
+        time.sleep(SETTLE)
+        idle = proc_memory(child.pid)["VmHWM"]
+        child.sendline("/video")
+        used = "/video"
+        if child.expect(["unknown command", r"https?://\S+idle"]) == 0:
+            used = "/bench-rest"
+            child.sendline("/bench-rest")
+            child.expect_exact("bench-rest: ")
+        time.sleep(SETTLE)
+        after = proc_memory(child.pid)["VmHWM"]
+    finally:
+        child.close(force=True)
+    return {"idle": idle, "rest": after, "video": float(used == "/video")}
+
+
+def raw_client(base_url: str) -> float:
+    proc = subprocess.Popen(
+        [PYTHON, str(HERE / "raw_client.py"), base_url, "idle"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        LineReader(proc.stdout.fileno()).read_until(b"ready", 1)
+        time.sleep(SETTLE)
+        return proc_memory(proc.pid)["VmHWM"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def wscat(base_url: str) -> float:
+    import urllib.parse
+    import urllib.request
+
+    body = urllib.parse.urlencode({"username": "anonymous", "password": "Password1"}).encode()
+    with urllib.request.urlopen(base_url + "/token", data=body, timeout=10) as response:
+        creds = json.load(response)
+    exe = shutil.which("wscat")
+    assert exe is not None
+    proc = subprocess.Popen(
+        [exe, "--no-color", "-c", ws_url(base_url)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        reader = LineReader(proc.stdout.fileno())
+        handshake = json.dumps({"token": creds["access_token"], "api_key": ""}).encode() + b"\n"
+        for _ in range(120):  # wscat drops lines sent before its socket is open
+            write_all(proc.stdin.fileno(), handshake)
+            try:
+                reader.read_until(b'"is_last":true', 1, timeout=0.25)
+                break
+            except TimeoutError:
+                continue
+        time.sleep(SETTLE)
+        return proc_memory(proc.pid)["VmHWM"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def bare_import() -> float:
+    """Peak RSS of a process that only imports prompt-toolkit + websockets + pluggy."""
+    code = (
+        "import prompt_toolkit, websockets.asyncio.client, pluggy, resource; "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, check=True, text=True)
+    return int(out.stdout) / 1024  # ru_maxrss is in KiB on Linux
+
+
+def run(quick: bool = False) -> list[Result]:
+    reps = 1 if quick else 3
+    samples: dict[str, list[Any]] = {"pipe": [], "repl": [], "raw": [], "wscat": [], "bare": []}
+    has_wscat = shutil.which("wscat") is not None
+    with temp_dir() as tmp, server_process() as base_url:
+        plugin = _rest_plugin(tmp)
+        for rep in range(reps):
+            samples["raw"].append(raw_client(base_url))
+            samples["bare"].append(bare_import())
+            samples["pipe"].append(pipe_shell(base_url, tmp / f"p{rep}", plugin))
+            samples["repl"].append(repl_shell(base_url, tmp / f"r{rep}", plugin))
+            if has_wscat:
+                samples["wscat"].append(wscat(base_url))
+    raw = median(samples["raw"])
+    base = "connected raw websockets client"
+    via = "/video" if all(s["video"] for s in samples["repl"]) else "/bench-rest (no /video yet)"
+    note = f"VmHWM, {reps} runs, medians; the REST call went through {via}"
+    out: list[Result] = []
+    for mode, label in (("repl", "REPL (pexpect)"), ("pipe", "pipe mode")):
+        idle = median([s["idle"] for s in samples[mode]])
+        rest = median([s["rest"] for s in samples[mode]])
+        out.append(
+            Figure(
+                "memory",
+                f"{label}: connected, idle",
+                idle,
+                "MiB",
+                base,
+                raw,
+                target="<= 35 MiB",
+                abs_limit=35.0,
+                note=note if mode == "repl" else "",
+            )
+        )
+        out.append(
+            Figure(
+                "memory",
+                f"{label}: after {via.split()[0]}",
+                rest,
+                "MiB",
+                base,
+                raw,
+                target="<= 40 MiB",
+                abs_limit=40.0,
+            )
+        )
+    out.append(
+        Figure(
+            "memory",
+            "bare import of prompt-toolkit + websockets + pluggy (reference)",
+            median(samples["bare"]),
+            "MiB",
+            base,
+            raw,
+        )
+    )
+    if has_wscat:
+        out.append(
+            Figure(
+                "memory", "wscat, connected (reference)", median(samples["wscat"]), "MiB", base, raw
+            )
+        )
+    return out
+
+
+if __name__ == "__main__":
+    for result in run():
+        print(json.dumps(result.as_dict()))
