@@ -1,0 +1,134 @@
+"""docs/plugins.md keeps up with the code: every hook, switch and bundled command documented.
+
+In the manner of datasette's tests/test_docs.py: adding a hookspec without a section fails.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+import pytest
+
+from tests.conftest import REPO
+from unith_shell import hookspecs
+from unith_shell.plugins import BUNDLED, HOOK_NAMES
+
+DOC = (REPO / "docs" / "plugins.md").read_text(encoding="utf-8")
+HEADINGS = re.findall(r"^### `(\w+)`$", DOC, flags=re.MULTILINE)
+
+
+def test_hook_names_are_found() -> None:
+    assert {"register_commands", "before_send", "after_receive", "shell_start"} <= set(HOOK_NAMES)
+
+
+@pytest.mark.parametrize("hook", HOOK_NAMES)
+def test_every_hook_has_a_section(hook: str) -> None:
+    assert hook in HEADINGS, f"docs/plugins.md has no '### `{hook}`' section"
+
+
+@pytest.mark.parametrize("hook", HOOK_NAMES)
+def test_every_section_names_each_argument(hook: str) -> None:
+    spec = getattr(hookspecs, hook)
+    section = DOC.split(f"### `{hook}`", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    arguments = spec.__code__.co_varnames[: spec.__code__.co_argcount]
+    assert f"`{hook}({', '.join(arguments)})`" in section
+    for argument in arguments:
+        assert f"- `{argument}`" in section, f"{hook}: argument {argument} is not described"
+    assert spec.__doc__ and ":param" in spec.__doc__  # and the hookspec itself says it too
+
+
+def test_no_section_for_a_hook_that_does_not_exist() -> None:
+    assert sorted(HEADINGS) == sorted(HOOK_NAMES)
+
+
+@pytest.mark.parametrize(
+    "needle",
+    [
+        "UNITH_SHELL_PLUGINS",
+        "UNITH_SHELL_STRICT_PLUGINS=1",
+        "UNITH_SHELL_TRACE_PLUGINS=1",
+        "--no-plugins",
+        "--plugins-dir DIR",
+        "--plugin MODULE_OR_PATH",
+        "/plugins trace on",
+        "/plugins reload",
+        "unith-shell plugins [--json]",
+        "tryfirst=True",
+        "trylast=True",
+        "[project.entry-points.unith_shell]",
+    ],
+)
+def test_switches_and_concepts_are_documented(needle: str) -> None:
+    assert needle in DOC
+
+
+def test_every_bundled_plugin_is_listed() -> None:
+    for module in BUNDLED:
+        assert f"`{module.rsplit('.', 1)[-1]}`" in DOC
+
+
+def _examples() -> dict[str, str]:
+    found = re.findall(r"<!-- example: (\S+) -->\n```\w+\n(.*?)```", DOC, flags=re.DOTALL)
+    return dict(found)
+
+
+def test_the_first_plugin_is_short_valid_and_uses_the_public_api() -> None:
+    code = _examples()["shout.py"]
+    ast.parse(code)
+    assert len(code.strip().splitlines()) <= 16
+    assert "from unith_shell import hookimpl" in code
+    assert 'register("shout", shout' in code and "await ctx.session.send(arg.upper())" in code
+
+
+def test_the_package_example_matches_the_real_example_packages() -> None:
+    import tomllib
+
+    doc = tomllib.loads(_examples()["pyproject.toml"])
+    assert doc["build-system"]["build-backend"] == "hatchling.build"
+    assert doc["project"]["entry-points"]["unith_shell"] == {"shout": "unith_shell_shout"}
+    for folder in ("unith-shell-censor", "unith-shell-stats"):
+        project = tomllib.loads((REPO / "plugins" / folder / "pyproject.toml").read_text())
+        assert project["build-system"] == doc["build-system"]
+        [(name, module)] = project["project"]["entry-points"]["unith_shell"].items()
+        assert name == folder.removeprefix("unith-shell-")
+        assert (REPO / "plugins" / folder / f"{module}.py").is_file()
+        assert f"plugins/{folder}" in DOC
+        assert (REPO / "plugins" / folder / "README.md").is_file()
+        assert list((REPO / "plugins" / folder / "tests").glob("test_*.py"))
+
+
+def test_code_quoted_from_the_censor_example_is_real() -> None:
+    source = (REPO / "plugins" / "unith-shell-censor" / "unith_shell_censor.py").read_text()
+    for line in (
+        "message.text = CENSOR.apply(message.text)",
+        "event.text = CENSOR.apply(event.text)",
+    ):
+        assert line in source and line in DOC
+
+
+def test_public_names_listed_in_the_docs_are_importable() -> None:
+    import unith_shell
+
+    listed = re.search(
+        r"Types for annotations are importable from `unith_shell`: (.*?)\.", DOC, re.S
+    )
+    assert listed is not None
+    names = re.findall(r"`(\w+)`", listed.group(1))
+    assert len(names) >= 10
+    for name in names:
+        assert getattr(unith_shell, name) is not None
+    assert set(names) <= set(unith_shell.__all__)
+
+
+def test_importing_the_public_names_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, unith_shell; from unith_shell import hookimpl, UserMessage, Turn, Context; "
+        "print(sorted(m for m in ('prompt_toolkit', 'websockets', 'httpx', 'aiohttp') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
