@@ -110,6 +110,8 @@ async def test_head_completion_offers_known_heads(make: Make, shell_home: Path) 
         assert expected in words, words
     assert head_mod.complete_head(ctx, "unith/k") == ["unith/kai"]
     head_mod.remember(ctx, "other/recent")
+    recent_file = shell_home / "state" / head_mod.RECENT_FILE
+    assert stat.S_IMODE(recent_file.stat().st_mode) == 0o600
     # Recent heads survive the shell: they are kept in the state folder.
     fresh = await make(connect=False)
     assert "other/recent" in head_mod.complete_head(Context(fresh.shell, "head"), "other/")
