@@ -109,7 +109,11 @@ class Repl:
 
     def sent_texts(self) -> list[str]:
         """The text of every user message the server received (handshakes excluded)."""
-        return [f["text"] for f in self.server.received if "text" in f and "token" not in f]
+        return [
+            f["text"]
+            for f in self.server.received
+            if "text" in f and "token" not in f and f.get("event") != "keep_session"
+        ]
 
     async def wait_sent(self, text: str) -> None:
         await self.server.wait_until(lambda: text in self.sent_texts())
@@ -306,6 +310,43 @@ async def test_unknown_command_is_one_line_with_the_closest_match(repl: Repl) ->
     await repl.wait_output("no command /nosuch")
     assert repl.lines[start:-1] == ["error: unknown command /stauts; did you mean /status?"]
     assert repl.sent_texts() == []
+
+
+async def test_retry_resends_the_last_unanswered_message(server: LocalServer) -> None:
+    server.set_fault("nlp-exception")
+    shell, lines = make_shell(server)
+    async with running(shell, lines, server) as repl:
+        repl.type("/retry\r")
+        await repl.wait_output("error: /retry: nothing to retry")
+        repl.type("please answer\r")
+        await repl.reply_to("please answer")
+        await repl.wait_output("error: the head could not answer (level 500)")
+        repl.type("/retry\r")
+        await repl.wait_output("resending 'please answer'")
+        await repl.server.wait_until(lambda: repl.sent_texts().count("please answer") == 2)
+        assert repl.sent_texts() == ["please answer", "please answer"]
+
+
+async def test_keep_asks_the_server_to_keep_the_session(repl: Repl) -> None:
+    repl.type("/keep\r")
+    await repl.wait_output("asked the server to keep the session")
+    server = repl.server
+    await server.wait_until(lambda: any(f.get("event") == "keep_session" for f in server.received))
+    assert repl.sent_texts() == []
+
+
+async def test_lines_with_secrets_or_a_leading_space_stay_out_of_history(repl: Repl) -> None:
+    repl.type(f"my key is {API_KEY}\r")
+    await repl.reply_to(f"my key is {API_KEY}")
+    repl.type(" off the record\r")
+    await repl.reply_to(" off the record")
+    repl.type("on the record\r")
+    await repl.reply_to("on the record")
+    history = repl.shell.paths.history_file.read_text()
+    assert "on the record" in history
+    assert API_KEY not in history
+    assert "off the record" not in history
+    assert oct(repl.shell.paths.history_file.stat().st_mode & 0o777) == oct(0o600)
 
 
 # ---- keys -------------------------------------------------------------------------------------
