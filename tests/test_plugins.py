@@ -127,8 +127,8 @@ async def test_after_receive_transform_changes_what_is_shown(
     make: Make, server: LocalServer
 ) -> None:
     h = await make(plugins=(fixture("transform"),))
-    # The greeting was shown through the async after_receive hook: prefixed.
-    assert "aiko: [t] Hi, I'm Aiko, a digital human on your local Unith server." in h.lines
+    # The greeting was shown through the async after_receive hook, labelled with the alias.
+    assert "Aiko: [t] Hi, I'm Aiko, a digital human on your local Unith server." in h.lines
     await h.say("x")
     reply = [line for line in h.lines if "You said" in line]
     assert reply and all("[t] You said" in line for line in reply)

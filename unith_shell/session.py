@@ -151,6 +151,8 @@ class Session:
         self.credentials: Credentials | None = None
         self.turns: dict[int, Turn] = {}
         self.greeting: Turn | None = None
+        #: The head's configuration (``alias``, ``language``, ...), fetched while connecting.
+        self.head_info: dict[str, Any] | None = None
         self.last_turn: Turn | None = None
         self.last_error: str | None = None
         self.attempt = 0
@@ -278,6 +280,7 @@ class Session:
         await self._fail_inflight("disconnected", "switched heads")
         self.options.org, self.options.head = org, head
         self.connections = 0
+        self.head_info = None
         self.timed_out = self.ended = False
         await self._set_state(State.DISCONNECTED)
         await self.connect()
@@ -301,9 +304,22 @@ class Session:
             self.credentials = creds
         return creds
 
+    async def _fetch_head_info(self) -> None:
+        # Optional [C-V2]: a head without this route still works, so failures are ignored.
+        with contextlib.suppress(APIError):
+            self.head_info = await self.api.head_info(
+                self.options.org, self.options.head, self.options.api_key
+            )
+
     async def _connect_once(self) -> None:
         await self._set_state(State.CONNECTING if self.attempt == 0 else State.RECONNECTING)
         opts = self.options
+        # Fetched beside the login so that the greeting can carry the head's alias.
+        info_task = (
+            asyncio.get_running_loop().create_task(self._fetch_head_info())
+            if self.head_info is None
+            else None
+        )
         try:
             creds = await self._login()
         except APIError as exc:
@@ -335,6 +351,8 @@ class Session:
         except OSError as exc:
             raise SessionError(f"connect: cannot reach {opts.base_url} ({_oserror(exc)})") from None
         self._ws = ws
+        if info_task is not None:
+            await asyncio.wait([info_task], timeout=1.0)
         greeting = Turn(message_id=GREETING_ID)
         self.turns[GREETING_ID] = greeting
         self.greeting = greeting

@@ -256,7 +256,7 @@ class Shell(SessionListener):
         self.view.notice(level, text)
 
     def speaker(self) -> str:
-        info = self.head_info or {}
+        info = self.head_info or self.session.head_info or {}
         alias = info.get("alias") or info.get("name")
         return str(alias) if alias else self.session.options.head
 
