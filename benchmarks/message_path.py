@@ -84,33 +84,81 @@ def raw_run(base_url: str, n: int, warmup: int) -> Run:
     return Run(data["n"], data["elapsed"], data["latencies"])
 
 
-def pipe_run(
-    base_url: str, home: Path, n: int, warmup: int, plugins: list[str], plugins_dir: Path
-) -> Run:
-    """``unith-shell --json`` with stdin a pipe: every line a message, each waits its turn.
+class FileWatcher:
+    """Counts a marker in a file a child writes its stdout to, polling every ``poll`` s.
 
-    The clock runs from writing the ``n`` lines (after the greeting and ``warmup`` turns) until
-    the ``n``-th ``unith_shell.turn`` line is out. Latencies are the shell's own
-    ``total_latency`` (message sent -> last part in).
+    Reading the child's stdout from a pipe would wake this process for every line the child
+    writes, on the same two cores as the client and the server; polling a file does not.
+    """
+
+    def __init__(self, path: Path, marker: bytes, poll: float = 0.002) -> None:
+        self.path = path
+        self.marker = marker
+        self.poll = poll
+        self.seen = 0
+        self._offset = 0
+        self._tail = b""
+
+    def wait(self, count: int, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self.path.open("rb") as fh:
+            while self.seen < count:
+                fh.seek(self._offset)
+                chunk = fh.read()
+                if chunk:
+                    self._offset += len(chunk)
+                    data = self._tail + chunk
+                    self.seen += data.count(self.marker)
+                    self._tail = data[-(len(self.marker) - 1) :]
+                    continue
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"saw {self.marker!r} {self.seen} of {count} times")
+                time.sleep(self.poll)
+
+
+def pipe_run(
+    base_url: str,
+    home: Path,
+    n: int,
+    warmup: int,
+    plugins: list[str],
+    plugins_dir: Path,
+    json_mode: bool = False,
+) -> Run:
+    """``unith-shell`` with stdin a pipe: every line a message, each waits for its turn.
+
+    The clock runs from writing the ``n`` lines (after the greeting and ``warmup`` turns)
+    until the last reply is out: in plain mode, the output of a ``/status`` line sent after
+    them (pipe mode runs it once the turn before it is complete); with ``--json``, the
+    ``n``-th ``unith_shell.turn`` line. Latencies (``--json`` only) are the shell's own
+    ``total_latency``: message sent -> last part in.
     """
     env = isolated_env(home, UNITH_SHELL_PLUGINS=",".join(plugins))
-    cmd = [*UNITH_SHELL, "--base-url", base_url, "--json", "--no-history"]
+    cmd = [*UNITH_SHELL, "--base-url", base_url, "--no-history"]
+    if json_mode:
+        cmd.append("--json")
     if plugins:
         cmd += ["--plugins-dir", str(plugins_dir)]
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
-    )
-    assert proc.stdin is not None and proc.stdout is not None
+    out = home / "stdout.txt"
+    home.mkdir(parents=True, exist_ok=True)
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=sink, stderr=subprocess.DEVNULL, env=env
+        )
+    assert proc.stdin is not None
+    # plain mode: one "/status" (its "base url" row) marks the end of each block of lines
+    marker, tail, per_block = (TURN_MARKER, b"", 0) if json_mode else (b"base url", b"/status\n", 1)
     try:
-        reader = LineReader(proc.stdout.fileno())
-        reader.read_until(TURN_MARKER, 1)  # the greeting
         stdin = proc.stdin.fileno()
-        write_all(stdin, b"hello\n" * warmup)
-        reader.read_until(TURN_MARKER, 1 + warmup)
-        skip = len(reader.data)
+        watcher = FileWatcher(out, marker)
+        if json_mode:
+            watcher.wait(1)  # the greeting's turn
+        write_all(stdin, b"hello\n" * warmup + tail)
+        watcher.wait(watcher.seen + (per_block or warmup))
+        skip = watcher._offset
         started = time.perf_counter()
-        write_all(stdin, b"hello\n" * n)
-        reader.read_until(TURN_MARKER, 1 + warmup + n)
+        write_all(stdin, b"hello\n" * n + tail)
+        watcher.wait(watcher.seen + (per_block or n))
         elapsed = time.perf_counter() - started
         proc.stdin.close()
         proc.wait(30)
@@ -119,12 +167,17 @@ def pipe_run(
             proc.kill()
             proc.wait()
     latencies = []
-    for line in reader.data[skip:].splitlines():
-        if TURN_MARKER in line:
-            event = json.loads(line)
-            if event.get("outcome") != "last":
-                raise RuntimeError(f"a turn failed in pipe mode: {event}")
-            latencies.append(float(event["total_latency"]))
+    if json_mode:
+        for line in out.read_bytes()[skip:].splitlines():
+            if TURN_MARKER in line:
+                event = json.loads(line)
+                if event.get("outcome") != "last":
+                    raise RuntimeError(f"a turn failed in pipe mode: {event}")
+                latencies.append(float(event["total_latency"]))
+    else:
+        replies = out.read_bytes()[skip:].count("You said “hello”".encode())
+        if replies != n:
+            raise RuntimeError(f"pipe mode printed {replies} replies for {n} messages")
     return Run(n, elapsed, latencies)
 
 
@@ -257,6 +310,7 @@ def run(quick: bool = False) -> list[Result]:
             "raw": lambda: raw_run(base_url, n, warmup),
             "pipe0": lambda: pipe_run(base_url, tmp / "h0", n, warmup, [], plugins_dir),
             "pipe10": lambda: pipe_run(base_url, tmp / "h10", n, warmup, names, plugins_dir),
+            "json0": lambda: pipe_run(base_url, tmp / "j0", n, warmup, [], plugins_dir, True),
         }
         if has_wscat:
             variants["wscat"] = lambda: wscat_run(base_url, n, warmup)
@@ -301,18 +355,32 @@ def run(quick: bool = False) -> list[Result]:
             limit=0.80,
         )
     )
-    for key, label in (("pipe0", "0 plugins"), ("pipe10", "10 plugins")):
-        for q in (50, 99):
-            out.append(
-                Figure(
-                    "message path",
-                    f"pipe mode, {label}: p{q} latency",
-                    percentile(lat[key], q) * 1e6,
-                    "us",
-                    raw_base,
-                    percentile(lat["raw"], q) * 1e6,
-                )
+    out.append(
+        Figure(
+            "message path",
+            "pipe mode --json, 0 plugins: round trips/s",
+            rate["json0"],
+            "/s",
+            raw_base,
+            rate["raw"],
+            better="higher",
+            note="--json prints every event (echo, 3 parts, the turn) as a JSON line",
+        )
+    )
+    for q in (50, 99):
+        out.append(
+            Figure(
+                "message path",
+                f"pipe mode --json, 0 plugins: p{q} latency",
+                percentile(lat["json0"], q) * 1e6,
+                "us",
+                raw_base,
+                percentile(lat["raw"], q) * 1e6,
+                note="the shell's own total_latency vs the raw client's send -> is_last"
+                if q == 50
+                else "",
             )
+        )
     if has_wscat:
         out.append(
             Figure(

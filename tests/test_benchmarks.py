@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 EXPECTED = {
     "start-up": 3,
-    "message path": 7,  # + 3 wscat rows, or 1 skipped row when wscat is missing
+    "message path": 8,  # + 3 wscat rows, or 1 skipped row when wscat is missing
     "hook dispatch": 4,
     "memory": 5,  # + 1 wscat row
     "scale": 3,
