@@ -113,6 +113,9 @@ async def test_turn_cut_short(
     assert len(screen.matching("reconnected to")) == 1
     assert len(screen.matching("Hi, I'm Aiko")) == 1
     await responsive(shell, screen)
+    # /status reports how the last turn ended, not a latency it never had.
+    [last] = [line for line in screen.lines if "last reply" in line]
+    assert turn.outcome is not None and turn.outcome in last
     await shell.handle_line("/retry")
     await wait_for(lambda: sent_texts(server).count("hello") == 2)
     await wait_for(lambda: shell.session.turn_in_flight is None and not shell.session.pending)

@@ -83,7 +83,7 @@ def describe_event(event: ServerEvent) -> tuple[str, str] | None:
     if isinstance(event, NlpException):
         level = f" (level {event.level})" if event.level is not None else ""
         detail = f": {escape_text(event.message)}" if event.message else ""
-        return "error", f"the head could not answer{level}{detail}"
+        return "error", f"the head could not answer{level}{detail}; /retry"
     if isinstance(event, FeedbackAck):
         return None
     if isinstance(event, UnknownEvent):

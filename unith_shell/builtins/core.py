@@ -77,9 +77,13 @@ def status_command(ctx: Context, arg: str) -> None:
     if session.last_error:
         rows.append(("last error", session.last_error))
     turn = session.last_turn
-    if turn is not None and turn.first_latency is not None:
-        total = f", last part {turn.total_latency:.3f} s" if turn.total_latency else ""
-        rows.append(("last reply", f"first part {turn.first_latency:.3f} s{total}"))
+    if turn is not None and turn.complete:
+        first = turn.first_latency
+        if turn.ok and first is not None and turn.total_latency is not None:
+            latency = f"first part {first:.3f} s, last part {turn.total_latency:.3f} s"
+        else:
+            latency = f"{turn.outcome}" + (f" after a first part at {first:.3f} s" if first else "")
+        rows.append(("last reply", latency))
     for key, value in rows:
         ctx.print(f"  {key:<14}{value}")
 
