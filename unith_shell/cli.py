@@ -6,27 +6,38 @@ aiohttp are imported only once a mode that needs them is chosen.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
 
 from unith_shell import __version__
-from unith_shell.config import ConfigError, LoadResult, Settings, load_settings, paths
+
+# Only for type checkers: at run time these stay unimported until a mode needs them, so that
+# --version and --help cost little more than starting Python (see benchmarks/).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from typing import Any
+
+    from unith_shell.config import LoadResult, Settings
 
 EXIT_USAGE = 2
 EXIT_CONNECT = 3
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, exit 2, as argparse does, minus usage
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+def _parser(**kwargs: Any) -> argparse.ArgumentParser:
+    """An ArgumentParser whose errors are one line and exit 2 (argparse is imported here)."""
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> Any:
+            self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+    return Parser(**kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = _parser(
         prog="unith-shell",
         description="Chat with a Unith digital human from the terminal.",
         epilog=(
@@ -101,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_serve_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="unith-shell serve", description="Run the local Unith server.")
+    parser = _parser(prog="unith-shell serve", description="Run the local Unith server.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port (8765; 0 picks a free one)")
     parser.add_argument(
@@ -124,13 +135,19 @@ FLAG_FIELDS = (
 
 
 def resolve(argv: Sequence[str], env: dict[str, str]) -> tuple[argparse.Namespace, LoadResult]:
+    """Parse flags (``--help`` and usage errors exit here), then load the settings."""
     args = build_parser().parse_args(argv)
+    from unith_shell.config import load_settings, paths
+
     flags = {name: getattr(args, name) for name in FLAG_FIELDS}
     return args, load_settings(flags, env=env, config_file=paths(env).config_file)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:  # the common case, answered before building any parser
+        print(f"unith-shell {__version__}")
+        return 0
     env = dict(os.environ)
     if argv and argv[0] == "serve":
         return serve(argv[1:])
@@ -138,7 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return list_plugins(argv[1:], env)
     try:
         _, loaded = resolve(argv, env)
-    except ConfigError as exc:
+    except Exception as exc:
+        from unith_shell.config import ConfigError
+
+        if not isinstance(exc, ConfigError):
+            raise
         print(f"unith-shell: {exc}", file=sys.stderr)
         return EXIT_USAGE
     for warning in loaded.warnings:
@@ -154,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(settings: Settings, env: dict[str, str], interactive: bool) -> int:
+    from unith_shell.config import paths
+
     async def go() -> int:
         server = None
         if settings.local:
@@ -184,6 +207,8 @@ def _asyncio_run(coro: Any) -> int:
 
         result: int = uvloop.run(coro)
     except ImportError:
+        import asyncio
+
         result = asyncio.run(coro)
     return result
 
@@ -202,9 +227,11 @@ def _print_stderr(text: str) -> None:
 
 
 def list_plugins(argv: Sequence[str], env: dict[str, str]) -> int:
-    parser = _Parser(prog="unith-shell plugins", description="List the plugins unith-shell loads.")
+    parser = _parser(prog="unith-shell plugins", description="List the plugins unith-shell loads.")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
+    from unith_shell.config import ConfigError, load_settings, paths
+
     try:
         loaded = load_settings({}, env=env, config_file=paths(env).config_file)
     except ConfigError as exc:

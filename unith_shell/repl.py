@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TextIO, cast
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
@@ -21,7 +23,7 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import HTML, to_formatted_text
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
-from prompt_toolkit.patch_stdout import patch_stdout
+from prompt_toolkit.patch_stdout import StdoutProxy
 from prompt_toolkit.shortcuts import clear
 
 from unith_shell.commands import Context
@@ -149,6 +151,22 @@ def toolbar_text(shell: Shell) -> str:
     return " " + " | ".join(parts) + "   /help "
 
 
+@contextlib.contextmanager
+def _above_prompt() -> Iterator[None]:
+    """Like prompt-toolkit's ``patch_stdout(raw=True)``, but repaint every 20 ms, not 200 ms.
+
+    The proxy writes the first line at once and then batches for ``sleep_between_writes``;
+    at 0.2 s a streamed reply's later parts would lag visibly behind the socket.
+    """
+    with StdoutProxy(raw=True, sleep_between_writes=0.02) as proxy:
+        stdout, stderr = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = cast(TextIO, proxy)
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = stdout, stderr
+
+
 def prompt_text(shell: Shell) -> str:
     opts = shell.session.options
     try:
@@ -183,7 +201,7 @@ async def run_repl(shell: Shell) -> int:
 
     shell.on_change = invalidate
     shell.clear_screen = clear
-    with patch_stdout(raw=True):
+    with _above_prompt():
         shell.load_plugins()
         # Connect while the prompt is being built: the greeting arrives above it.
         shell.session.start()
