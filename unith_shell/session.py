@@ -172,7 +172,12 @@ class Session:
         self._reconnect_now = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
-        self._waiters: dict[int, asyncio.Future[Turn]] = {}
+        self._waiters: dict[int, list[asyncio.Future[Turn]]] = {}
+        # One timer watches the turn in flight: it is re-armed lazily, not per frame.
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._last_frame = 0.0
+        self._sending = False
+        self._background: set[asyncio.Task[Any]] = set()
         self._token_refusals = 0
         self._forced = False
 
@@ -224,7 +229,13 @@ class Session:
             return None
         turn = Turn(message_id=None, prompt=message.text)
         self._outbox.append(_Outgoing(message, turn))
-        self._outbox_changed.set()
+        ws = self._ws
+        if ws is not None and self.state is State.CONNECTED and self._can_transmit():
+            # Idle and connected: send now rather than wake the sender task (a loop pass
+            # per message, which the message-path benchmark shows).
+            await self._transmit(ws)
+        else:
+            self._outbox_changed.set()
         if self.ended and self.state is State.DISCONNECTED:
             self._reconnect_now.set()
         return turn
@@ -239,11 +250,17 @@ class Session:
         """Wait until ``turn`` completes (or ``timeout`` passes; the turn then stays open)."""
         if turn.complete:
             return turn
-        future = self._waiters.get(id(turn))
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._waiters[id(turn)] = future
-        await asyncio.wait_for(asyncio.shield(future), timeout)
+        future: asyncio.Future[Turn] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters.setdefault(id(turn), [])
+        waiters.append(future)
+        try:
+            async with asyncio.timeout(timeout):
+                await future
+        finally:
+            if not future.done():
+                future.cancel()
+                with contextlib.suppress(ValueError):
+                    waiters.remove(future)
         return turn
 
     async def interrupt(self) -> Turn | None:
@@ -268,9 +285,13 @@ class Session:
         self.ended = False
         self.attempt = 0
         self._reconnect_now.set()
-        if self._ws is not None:
+        ws, self._ws = self._ws, None  # nothing more goes out on the old socket
+        if ws is not None:
             self._forced = True
-            asyncio.get_running_loop().create_task(self._ws.close())
+            self.state = State.RECONNECTING
+            task = asyncio.get_running_loop().create_task(ws.close())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         self.start()
 
     async def switch(self, org: str, head: str) -> None:
@@ -490,30 +511,13 @@ class Session:
                 await sender
 
     async def _reader(self, ws: ClientConnection) -> str:
-        timeout = self.options.timeout
+        loop = asyncio.get_running_loop()
         while True:
-            turn = self._inflight
             try:
-                if turn is None:
-                    data = await ws.recv()
-                else:
-                    # A turn in flight gets PY's per-frame limit [C-PY]; gaps get a grace.
-                    limit = self.options.gap_grace if turn.last_seen else timeout
-                    try:
-                        async with asyncio.timeout(limit):
-                            data = await ws.recv()
-                    except TimeoutError:
-                        if self._inflight is turn:
-                            if turn.last_seen:
-                                missing = ", ".join(map(str, turn.missing))
-                                await self._end_turn(turn, "last", f"missing part(s) {missing}")
-                            else:
-                                await self._end_turn(
-                                    turn, "timed out", f"no reply within {timeout:g} s"
-                                )
-                        continue
+                data = await ws.recv()
             except ConnectionClosed as exc:
                 return _close_reason(exc)
+            self._last_frame = loop.time()
             await self._dispatch(data)
             if self.timed_out:
                 with contextlib.suppress(Exception):
@@ -524,35 +528,78 @@ class Session:
                     await ws.close()
                 return "the conversation ended"
 
+    def _arm_watchdog(self, turn: Turn) -> None:
+        """Time the turn in flight out: PY's per-frame limit [C-PY], or a short grace once
+        the ``is_last`` part is in but an earlier part is missing."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        limit = self.options.gap_grace if turn.last_seen else self.options.timeout
+        loop = asyncio.get_running_loop()
+        self._watchdog = loop.call_at(self._last_frame + limit, self._on_watchdog, turn)
+
+    def _on_watchdog(self, turn: Turn) -> None:
+        self._watchdog = None
+        if self._inflight is not turn or turn.complete:
+            return
+        loop = asyncio.get_running_loop()
+        limit = self.options.gap_grace if turn.last_seen else self.options.timeout
+        if loop.time() < self._last_frame + limit:
+            self._arm_watchdog(turn)  # a frame came since: wait from that one
+            return
+        if turn.last_seen:
+            why = ("last", f"missing part(s) {', '.join(map(str, turn.missing))}")
+        else:
+            why = ("timed out", f"no reply within {self.options.timeout:g} s")
+        task = loop.create_task(self._end_turn(turn, *why))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _can_transmit(self) -> bool:
+        """The head of the outbox may go out now: nothing in flight (or it is a keep)."""
+        return (
+            bool(self._outbox)
+            and not self._sending
+            and (self._inflight is None or self._outbox[0].turn is None)
+        )
+
     async def _sender(self, ws: ClientConnection) -> None:
         while True:
-            while not self._outbox or (
-                self._inflight is not None and self._outbox[0].turn is not None
-            ):
+            while not self._can_transmit():
                 self._outbox_changed.clear()
                 await self._outbox_changed.wait()
-            item = self._outbox[0]
-            message, turn = item.message, item.turn
-            creds = self.credentials
-            message.id = self._next_id
-            if creds is not None:
-                message.user_id = creds.user_id
-                message.session_id = creds.session_id or None
-            try:
-                await self._send_frame(message.to_wire(), ws)
-            except ConnectionClosed:
-                return  # stays queued; it goes out after the reconnect
-            self._next_id += 1
-            self._outbox.popleft()
-            if turn is not None:
-                turn.message_id = message.id
-                turn.sent_at = time.monotonic()
-                self.turns[message.id] = turn
-                self._inflight = turn
-                self.last_turn = turn
-                await self.listener.on_state(self)
-            else:
-                self.warning_pending = False
+            if ws is not self._ws or not await self._transmit(ws):
+                return  # the socket closed; what is queued goes out after the reconnect
+
+    async def _transmit(self, ws: ClientConnection) -> bool:
+        """Send the head of the outbox; False if the socket closed (it then stays queued)."""
+        item = self._outbox[0]
+        message, turn = item.message, item.turn
+        creds = self.credentials
+        message.id = self._next_id
+        if creds is not None:
+            message.user_id = creds.user_id
+            message.session_id = creds.session_id or None
+        self._sending = True
+        try:
+            await self._send_frame(message.to_wire(), ws)
+        except ConnectionClosed:
+            return False
+        finally:
+            self._sending = False
+        self._next_id += 1
+        self._outbox.popleft()
+        if turn is None:
+            self.warning_pending = False
+            return True
+        turn.message_id = message.id
+        turn.sent_at = time.monotonic()
+        self.turns[message.id] = turn
+        self._inflight = turn
+        self.last_turn = turn
+        self._last_frame = asyncio.get_running_loop().time()
+        self._arm_watchdog(turn)
+        await self.listener.on_state(self)
+        return True
 
     async def _send_frame(self, obj: dict[str, Any], ws: ClientConnection | None = None) -> None:
         ws = ws or self._ws
@@ -587,11 +634,14 @@ class Session:
         if isinstance(event, ResponsePart):
             turn = self._turn_for(event.input_message_id, during_handshake)
             if turn is not None:
+                had_last = turn.last_seen
                 ready = turn.add(event)
                 if ready:
                     await self.listener.on_parts(self, turn, ready)
                 if turn.complete:
                     await self._completed(turn)
+                elif turn.last_seen and not had_last and turn is self._inflight:
+                    self._arm_watchdog(turn)  # is_last is in, a part is not: a short grace
         elif isinstance(event, Choice):
             turn = self._turn_for(event.input_message_id, during_handshake)
             if turn is not None:
@@ -647,7 +697,11 @@ class Session:
     async def _completed(self, turn: Turn) -> None:
         if self._inflight is turn:
             self._inflight = None
-            self._outbox_changed.set()
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
+            if self._outbox:
+                self._outbox_changed.set()
         if turn.message_id is not None and turn.message_id != GREETING_ID:
             # Keep memory flat over long sessions: finished turns are not looked up again.
             self.turns.pop(turn.message_id, None)
@@ -656,9 +710,9 @@ class Session:
         await self.listener.on_state(self)
 
     def _resolve(self, turn: Turn) -> None:
-        future = self._waiters.pop(id(turn), None)
-        if future is not None and not future.done():
-            future.set_result(turn)
+        for future in self._waiters.pop(id(turn), ()):
+            if not future.done():
+                future.set_result(turn)
 
     async def _fail_inflight(self, outcome: str, error: str) -> None:
         turn = self._inflight
