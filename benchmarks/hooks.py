@@ -121,10 +121,10 @@ def run(quick: bool = False) -> list[Result]:
         ),
     ]
 
-    # A hook nobody implements: Shell guards each call with plugins.has(); compare the guard
+    # A hook nobody implements: Shell guards each call with `hook in plugins.active`; compare
     # with a bare function call, both minus the empty loop.
     def has_guard() -> None:
-        if p0.has("turn_complete"):
+        if "turn_complete" in p0.active:
             raise AssertionError
 
     checks = interleave(
@@ -139,7 +139,7 @@ def run(quick: bool = False) -> list[Result]:
     out.append(
         Figure(
             "hook dispatch",
-            "unimplemented hook: plugins.has() guard",
+            "unimplemented hook: plugins.active guard",
             max(ns["has"] - ns["empty"], 0.01),
             "ns",
             "a bare function call",

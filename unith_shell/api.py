@@ -7,6 +7,7 @@ not the URL).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -92,22 +93,30 @@ def jwt_payload(token: str) -> dict[str, Any]:
     return obj if isinstance(obj, dict) else {}
 
 
-_clients: dict[bool, httpx.AsyncClient] = {}
+_clients: dict[bool, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
 
 
 def shared_client(verify: bool = True) -> httpx.AsyncClient:
-    """The process's one AsyncClient (per TLS setting), created on first use (~30 ms)."""
-    client = _clients.get(verify)
-    if client is None or client.is_closed:
+    """The process's one AsyncClient (per TLS setting), created on first use (~30 ms).
+
+    A client belongs to the event loop it was first used in, so a new loop (a second
+    ``asyncio.run``) gets a new client instead of one whose connections are dead.
+    """
+    loop = asyncio.get_running_loop()
+    entry = _clients.get(verify)
+    if entry is None or entry[0] is not loop or entry[1].is_closed:
         client = httpx.AsyncClient(verify=verify, follow_redirects=True, trust_env=False)
-        _clients[verify] = client
-    return client
+        _clients[verify] = (loop, client)
+        return client
+    return entry[1]
 
 
 async def close_clients() -> None:
-    for client in list(_clients.values()):
-        await client.aclose()
-    _clients.clear()
+    loop = asyncio.get_running_loop()
+    for key, (owner, client) in list(_clients.items()):
+        if owner is loop:
+            await client.aclose()
+        del _clients[key]
 
 
 def ws_base(base_url: str) -> str:

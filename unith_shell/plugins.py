@@ -95,6 +95,9 @@ class Plugins:
         self.infos: dict[str, PluginInfo] = {}
         self.load_errors: list[str] = []
         self._impls: dict[str, list[pluggy.HookImpl]] = {}
+        #: Hooks with at least one enabled implementation. The shell tests membership before
+        #: every call, so a hook nobody implements costs one set lookup on the message path.
+        self.active: frozenset[str] = frozenset()
         self._disabled: set[tuple[str, str]] = set()
 
     # ---- loading -----------------------------------------------------------------------------
@@ -209,7 +212,7 @@ class Plugins:
             caller.name for caller in self.pm.get_hookcallers(plugin) or [] if caller.has_spec()
         )
         self.infos[name] = PluginInfo(name, source, version, path, hooks)
-        self._impls.clear()
+        self._changed()
         return True
 
     def add(self, plugin: object, name: str, source: str = "added at run time") -> bool:
@@ -226,7 +229,7 @@ class Plugins:
             self.pm.unregister(plugin, name=name)
         self.infos.pop(name, None)
         self._disabled = {d for d in self._disabled if d[0] != name}
-        self._impls.clear()
+        self._changed()
 
     # ---- calling -----------------------------------------------------------------------------
 
@@ -245,7 +248,11 @@ class Plugins:
         return cached
 
     def has(self, hook: str) -> bool:
-        return bool(self.impls(hook))
+        return hook in self.active
+
+    def _changed(self) -> None:
+        self._impls.clear()
+        self.active = frozenset(name for name in HOOK_NAMES if self.impls(name))
 
     async def call(
         self,
@@ -261,14 +268,22 @@ class Plugins:
         ``only`` limits the call to one plugin (used for late ``shell_start``).
         """
         results: list[Any] = []
+        # Only before_send's message can be half-changed by a failing hook; keep the
+        # per-implementation cost of the other hooks to the call itself.
+        message = kwargs.get("message")
+        trace = self.trace
+        snapshot: dict[str, Any] = {}
+        started = 0.0
         for impl in self.impls(hook):
             if only is not None and impl.plugin_name != only:
                 continue
-            snapshot = _snapshot(kwargs)
-            started = time.perf_counter()
+            if message is not None:
+                snapshot = _snapshot(kwargs)
+            if trace:
+                started = time.perf_counter()
             try:
                 result = impl.function(*[kwargs[arg] for arg in impl.argnames])
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):
                     result = await asyncio.wait_for(_awaitable(result), self.hook_timeout)
             except asyncio.CancelledError:
                 raise
@@ -278,7 +293,7 @@ class Plugins:
             except Exception as exc:
                 self._hook_failed(impl.plugin_name, hook, exc, kwargs, snapshot)
                 continue
-            if self.trace:
+            if trace:
                 ms = (time.perf_counter() - started) * 1000
                 self.notify(f"trace: {hook} -> {impl.plugin_name} ({ms:.2f} ms) = {result!r:.60}")
             results.append(result)
@@ -300,7 +315,7 @@ class Plugins:
         if self.strict:
             raise PluginError(f"plugin {plugin!r} failed in {hook}: {why}") from exc
         self._disabled.add((plugin, hook))
-        self._impls.pop(hook, None)
+        self._changed()
         info = self.infos.get(plugin)
         if info is not None and hook not in info.disabled_hooks:
             info.disabled_hooks.append(hook)

@@ -275,13 +275,13 @@ class Shell(SessionListener):
     async def on_frame(self, session: Session, direction: str, data: str | bytes) -> None:
         if self.view.raw:
             self.view.frame(direction, data)
-        if self.plugins.has("on_frame"):
+        if "on_frame" in self.plugins.active:
             await self.plugins.call(
                 "on_frame", {"direction": direction, "data": data, "session": session}
             )
 
     async def before_send(self, session: Session, message: UserMessage) -> None:
-        if self.plugins.has("before_send"):
+        if "before_send" in self.plugins.active:
             await self.plugins.call(
                 "before_send",
                 {"message": message, "session": session},
@@ -291,7 +291,7 @@ class Shell(SessionListener):
             self.notice(f"not sent: {message.cancelled}", level="warn")
 
     async def on_event(self, session: Session, event: ServerEvent) -> None:
-        if self.plugins.has("after_receive"):
+        if "after_receive" in self.plugins.active:
             await self.plugins.call("after_receive", {"event": event, "session": session})
         self.view.event(event)
 
@@ -317,7 +317,7 @@ class Shell(SessionListener):
             self.last_failed = turn
         if not self._repeat_greeting(session, turn):
             self.view.turn_end(turn)
-        if self.plugins.has("turn_complete"):
+        if "turn_complete" in self.plugins.active:
             await self.plugins.call("turn_complete", {"turn": turn, "session": session})
         self.on_change()
 
@@ -330,11 +330,11 @@ class Shell(SessionListener):
     async def on_connect(self, session: Session) -> None:
         if session.connections > 1:
             self.notice(f"reconnected to {session.options.org}/{session.options.head}")
-        if self.plugins.has("on_connect"):
+        if "on_connect" in self.plugins.active:
             await self.plugins.call("on_connect", {"session": session})
         self.on_change()
 
     async def on_disconnect(self, session: Session, reason: str) -> None:
-        if self.plugins.has("on_disconnect"):
+        if "on_disconnect" in self.plugins.active:
             await self.plugins.call("on_disconnect", {"session": session, "reason": reason})
         self.on_change()
