@@ -93,20 +93,29 @@ def jwt_payload(token: str) -> dict[str, Any]:
     return obj if isinstance(obj, dict) else {}
 
 
-_clients: dict[bool, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
+_clients: dict[str, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
 
 
-def shared_client(verify: bool = True) -> httpx.AsyncClient:
-    """The process's one AsyncClient (per TLS setting), created on first use (~30 ms).
+def shared_client(verify: bool = True, *, plain_http: bool = False) -> httpx.AsyncClient:
+    """The process's AsyncClient for this kind of use, created on first use.
+
+    ``plain_http`` is for a base URL that is ``http://`` (the local server): that client
+    never builds a TLS context (~30 ms of start-up) and follows no redirects, so it cannot
+    end up on an https URL unverified. Everything else gets a verifying client unless
+    ``verify`` is false (``--insecure``).
 
     A client belongs to the event loop it was first used in, so a new loop (a second
     ``asyncio.run``) gets a new client instead of one whose connections are dead.
     """
+    key = "plain" if plain_http else ("tls" if verify else "insecure")
     loop = asyncio.get_running_loop()
-    entry = _clients.get(verify)
+    entry = _clients.get(key)
     if entry is None or entry[0] is not loop or entry[1].is_closed:
-        client = httpx.AsyncClient(verify=verify, follow_redirects=True, trust_env=False)
-        _clients[verify] = (loop, client)
+        if plain_http:
+            client = httpx.AsyncClient(verify=False, follow_redirects=False, trust_env=False)
+        else:
+            client = httpx.AsyncClient(verify=verify, follow_redirects=True, trust_env=False)
+        _clients[key] = (loop, client)
         return client
     return entry[1]
 
@@ -163,7 +172,7 @@ class UnithAPI:
     async def _request(
         self, method: str, path: str, what: str, data: Mapping[str, str] | None = None
     ) -> httpx.Response:
-        client = shared_client(self.verify)
+        client = shared_client(self.verify, plain_http=self.base_url.startswith("http://"))
         try:
             response = await client.request(
                 method, self.base_url + path, data=data, timeout=self.timeout

@@ -124,6 +124,8 @@ class Plugins:
             self.load_spec(spec)
 
     def load_entry_points(self, allow: set[str] | None) -> None:
+        if allow is not None and not allow:
+            return  # nothing may load: skip the scan of every installed distribution (~10 ms)
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             if allow is not None and ep.name not in allow:
                 continue
