@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.plugin_fixtures._harness import Harness, start_shell
 from unith_shell.server import LocalServer, ServerConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,6 +27,24 @@ def shell_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
                  "UNITH_SHELL_TRACE_PLUGINS", "UNITH_SHELL_TIMEOUT", "NO_COLOR"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     yield home
+
+
+Make = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+async def make(server: LocalServer) -> AsyncIterator[Make]:
+    """Start real shells against ``server`` (see plugin_fixtures/_harness.py); stop them after."""
+    made: list[Harness] = []
+
+    async def factory(**kwargs: Any) -> Harness:
+        harness = await start_shell(server, **kwargs)
+        made.append(harness)
+        return harness
+
+    yield factory
+    for harness in made:
+        await harness.shell.stop()
 
 
 @pytest.fixture

@@ -8,15 +8,14 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import UNITH_SHELL, cli_env
-from tests.plugin_fixtures._harness import Harness, fixture, start_shell
+from tests.conftest import UNITH_SHELL, Make, cli_env
+from tests.plugin_fixtures._harness import fixture
 from unith_shell.builtins import head as head_mod
 from unith_shell.builtins import video as video_mod
 from unith_shell.commands import Context
@@ -24,22 +23,7 @@ from unith_shell.server import LocalServer
 
 pytestmark = pytest.mark.timeout(60)
 
-Make = Callable[..., Awaitable[Harness]]
 API_KEY = "sk-test-SECRET-api-key-42"
-
-
-@pytest.fixture
-async def make(server: LocalServer) -> AsyncIterator[Make]:
-    made: list[Harness] = []
-
-    async def factory(**kwargs: Any) -> Harness:
-        harness = await start_shell(server, **kwargs)
-        made.append(harness)
-        return harness
-
-    yield factory
-    for harness in made:
-        await harness.shell.stop()
 
 
 # ---- /head ----------------------------------------------------------------------------------

@@ -14,15 +14,14 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, UNITH_SHELL, cli_env
-from tests.plugin_fixtures._harness import Harness, fixture, start_shell
+from tests.conftest import REPO, UNITH_SHELL, Make, cli_env
+from tests.plugin_fixtures._harness import Harness, fixture
 from unith_shell import hookimpl
 from unith_shell.plugins import BUNDLED, PluginError
 from unith_shell.protocol import ResponsePart, Turn, UserMessage
@@ -32,22 +31,6 @@ pytestmark = pytest.mark.timeout(60)
 
 BUNDLED_NAMES = {name.rsplit(".", 1)[-1] for name in BUNDLED}
 MESSAGE_PATH_HOOKS = {"before_send", "after_receive", "on_frame", "turn_complete"}
-
-Make = Callable[..., Awaitable[Harness]]
-
-
-@pytest.fixture
-async def make(server: LocalServer) -> AsyncIterator[Make]:
-    made: list[Harness] = []
-
-    async def factory(**kwargs: Any) -> Harness:
-        harness = await start_shell(server, **kwargs)
-        made.append(harness)
-        return harness
-
-    yield factory
-    for harness in made:
-        await harness.shell.stop()
 
 
 def calls_of(h: Harness, name: str = "recorder") -> list[tuple[str, dict[str, Any]]]:

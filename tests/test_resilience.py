@@ -23,18 +23,18 @@ from unith_shell.session import Session, SessionOptions, State
 
 # ---- a session against random valid and invalid frame sequences -----------------------------
 
-INVALID = st.sampled_from(
-    [
-        "{not json",
-        "[1, 2]",
-        "null",
-        '{"no_event": 1}',
-        '{"event": "text", "input_message_id": MID, "part_order": "x"}',
-        '{"event": "text", "input_message_id": MID, "part_order": 1, "is_last": "yes"}',
-        '{"event": "text", "input_message_id": MID, "part_order": 0, "suggestions": [1]}',
-        b"\x00\x01binary",
-    ]
-)
+INVALID_FRAMES: list[str | bytes] = [
+    "{not json",
+    "[1, 2]",
+    "null",
+    '{"no_event": 1}',
+    '{"event": "text", "input_message_id": MID, "part_order": "x"}',
+    '{"event": "text", "input_message_id": MID, "part_order": 1, "is_last": "yes"}',
+    '{"event": "text", "input_message_id": MID, "part_order": 0, "suggestions": [1]}',
+    b"\x00\x01binary",
+]
+INVALID = st.sampled_from(INVALID_FRAMES)
+INVALID_SET = set(INVALID_FRAMES)
 HARMLESS = st.sampled_from(
     [
         '{"event": "brand_new_thing"}',
@@ -73,18 +73,6 @@ def frame_sequences(draw: Any) -> tuple[list[str | bytes], list[str], int]:
         if frame in INVALID_SET:
             invalid += 1
     return frames, texts, invalid
-
-
-INVALID_SET = {
-    "{not json",
-    "[1, 2]",
-    "null",
-    '{"no_event": 1}',
-    '{"event": "text", "input_message_id": MID, "part_order": "x"}',
-    '{"event": "text", "input_message_id": MID, "part_order": 1, "is_last": "yes"}',
-    '{"event": "text", "input_message_id": MID, "part_order": 0, "suggestions": [1]}',
-    b"\x00\x01binary",
-}
 
 
 async def run_sequence(frames: list[str | bytes]) -> tuple[Session, Recorder, Any]:
