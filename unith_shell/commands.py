@@ -6,7 +6,6 @@ Built-in and third-party commands register here through the ``register_commands`
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -118,6 +117,8 @@ class CommandRegistry:
 
     def closest(self, name: str) -> str | None:
         candidates = list(self.commands) + list(self.aliases)
+        import difflib  # only for a mistyped command
+
         match = difflib.get_close_matches(name.lower(), candidates, n=1, cutoff=0.5)
         if match:
             return match[0]

@@ -20,7 +20,6 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -126,6 +125,9 @@ class Plugins:
     def load_entry_points(self, allow: set[str] | None) -> None:
         if allow is not None and not allow:
             return  # nothing may load: skip the scan of every installed distribution (~10 ms)
+        # Imported here: importlib.metadata pulls in email, zipfile, csv (~1 MiB, ~5 ms).
+        from importlib import metadata
+
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             if allow is not None and ep.name not in allow:
                 continue
