@@ -170,6 +170,41 @@ async def test_plain_line_is_sent_and_the_reply_is_shown(repl: Repl) -> None:
     assert repl.sent_texts() == ["hello"]
 
 
+async def test_escape_enter_inserts_a_newline_in_one_message(repl: Repl) -> None:
+    repl.type("line one\x1b\rline two\r")
+    await repl.wait_sent("line one\nline two")
+    assert repl.sent_texts() == ["line one\nline two"]
+
+
+async def test_a_pasted_block_of_lines_is_one_message(repl: Repl) -> None:
+    # Bracketed paste, as a terminal sends it: the newlines inside do not submit.
+    repl.type("\x1b[200~first\nsecond\nthird\x1b[201~\r")
+    await repl.wait_sent("first\nsecond\nthird")
+    assert repl.sent_texts() == ["first\nsecond\nthird"]
+
+
+async def test_ctrl_r_finds_an_earlier_line(repl: Repl) -> None:
+    repl.type("remember this one\r")
+    await repl.reply_to("remember this one")
+    repl.type("something else\r")
+    await repl.reply_to("something else")
+    await repl.at_prompt()
+    app = repl.app_session.app
+    assert app is not None
+
+    def line() -> str:
+        return app.current_buffer.text  # the search field while searching, else the prompt
+
+    # Ctrl+R and a fragment; Enter takes the match into the line; Enter sends it.
+    repl.type("\x12this o")
+    await repl.wait(lambda: line() == "this o", "the search text")
+    repl.type("\r")
+    await repl.wait(lambda: line() == "remember this one", "the match in the line")
+    repl.type("\r")
+    await repl.server.wait_until(lambda: repl.sent_texts().count("remember this one") == 2)
+    assert repl.sent_texts() == ["remember this one", "something else", "remember this one"]
+
+
 async def test_command_is_run_not_sent(repl: Repl) -> None:
     repl.type("/status\r")
     await repl.wait_output("base url")
