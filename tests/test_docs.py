@@ -6,12 +6,15 @@ In the manner of datasette's tests/test_docs.py: adding a hookspec without a sec
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 
 import pytest
 
 from tests.conftest import REPO
+from unith_shell import config as config_module
 from unith_shell import hookspecs
+from unith_shell.config import Settings
 from unith_shell.plugins import BUNDLED, HOOK_NAMES
 
 DOC = (REPO / "docs" / "plugins.md").read_text(encoding="utf-8")
@@ -132,3 +135,16 @@ def test_importing_the_public_names_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+CONFIG_DOC = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(Settings)])
+def test_every_setting_has_a_row_in_the_configuration_doc(name: str) -> None:
+    assert f"\n| `{name}` |" in CONFIG_DOC, f"docs/configuration.md has no row for {name}"
+
+
+@pytest.mark.parametrize("variable", sorted(config_module._ENV_VARS))
+def test_every_environment_variable_is_in_the_configuration_doc(variable: str) -> None:
+    assert f"`{variable}`" in CONFIG_DOC
