@@ -81,7 +81,7 @@ CUT_SHORT: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("close-mid-turn", {"code": 1011}, ("1011",)),
     ("drop-mid-turn", {}, ("without a close frame",)),
     ("slow", {"delay": 5.0}, ("no reply within 2 s",)),
-    ("never-ends", {}, ("no reply within 2 s",)),
+    ("never-ends", {}, ("no further part within 2 s",)),
     ("nlp-exception", {"level": 500}, ("could not answer",)),
 ]
 
@@ -214,3 +214,32 @@ async def test_token_near_expiry_logs_in_again_on_reconnect(
         await wait_for(lambda: long.connections == 2 and shell2.session.connected)
         assert long.logins == 1  # a token with an hour left is reused
         await shell2.session.close()
+
+
+async def test_server_text_outside_replies_is_escaped(
+    server: LocalServer, tmp_path: Path, shells: list[Shell]
+) -> None:
+    shell, screen = await make_shell(server.base_url, tmp_path)
+    shells.append(shell)
+    # A hostile alias and close reason: both are server text that is not a reply part.
+    shell.head_info = {"alias": "\x1b[41mEVIL\x07"}
+    shell.notice("closed by the server with code 1008: \x1b]0;pwned\x07")
+    await shell.session.connect()
+    assert all("\x1b" not in line and "\x07" not in line for line in screen.lines)
+    assert any(line.startswith("\\x1b[41mEVIL\\x07: Hi") for line in screen.lines)
+    assert any("\\x1b]0;pwned\\x07" in line for line in screen.lines)
+
+
+async def test_a_secret_typed_into_a_message_is_masked_everywhere_shown(
+    server: LocalServer, tmp_path: Path, shells: list[Shell]
+) -> None:
+    shell, screen = await make_shell(server.base_url, tmp_path, api_key="ak-typed-9931")
+    shells.append(shell)
+    await shell.session.connect()
+    shell.session.start(connected=True)
+    await shell.handle_line("/raw on")
+    turn = await send_and_wait(shell, "my key is ak-typed-9931")
+    assert turn.ok and "ak-typed-9931" in turn.text  # the head did quote it back
+    shown = "\n".join(screen.lines)
+    assert "ak-typed-9931" not in shown
+    assert "my key is ***" in shown  # the out frame, the echo and the reply, masked

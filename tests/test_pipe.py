@@ -3,6 +3,7 @@ statuses), plus in-process runs of ``run_pipe`` against the local server fixture
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import socket
@@ -105,12 +106,26 @@ def test_unreachable_server_exits_3(shell_home: Path) -> None:
     assert line.startswith(f"error: login: cannot reach {url}")
 
 
-def test_wrong_password_exits_3_and_never_shows_it(shell_home: Path) -> None:
+async def test_wrong_password_exits_3_and_never_shows_it(
+    shell_home: Path, server: LocalServer
+) -> None:
     secret = "wrong-secret-pw"
-    result = run_cli(shell_home, "--local", "-m", "hi", UNITH_PASSWORD=secret)
-    assert result.returncode == 3
-    assert "Incorrect username or password" in result.stderr
-    assert secret not in result.stdout + result.stderr
+    proc = await asyncio.create_subprocess_exec(
+        *UNITH_SHELL, "--base-url", server.base_url, "-m", "hi",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=cli_env(shell_home, UNITH_PASSWORD=secret),
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 3
+    assert "Incorrect username or password" in err.decode()
+    assert secret not in (out + err).decode()
+
+
+def test_local_server_accepts_the_configured_password(shell_home: Path) -> None:
+    # --local logs in with UNITH_PASSWORD, so the in-process server must take it.
+    result = run_cli(shell_home, "--local", "-m", "hi", UNITH_PASSWORD="my-own-pw-123")
+    assert result.returncode == 0 and "You said “hi”" in result.stdout
+    assert "my-own-pw-123" not in result.stdout + result.stderr
 
 
 def test_failed_turn_exits_4_and_names_the_line(shell_home: Path) -> None:
@@ -129,7 +144,7 @@ def test_turn_that_never_ends_times_out_with_exit_4(shell_home: Path) -> None:
     result = run_cli(shell_home, "--local", "--org", "faults", "--head", "never-ends",
                      "--timeout", "1", "-m", "hi")  # fmt: skip
     assert result.returncode == 4
-    assert "error: line 1 'hi': no reply within 1 s" in result.stderr
+    assert "error: line 1 'hi': no further part within 1 s" in result.stderr
     # The per-frame timeout ends it, not a long pipe-level limit.
     assert time.monotonic() - started < 8
 
@@ -178,3 +193,19 @@ async def test_run_pipe_json_raw_frames_are_json_and_redacted(server: LocalServe
     assert handshakes and all('"token": "***"' in data for data in handshakes)
     assert server.connections == 2
     assert err.getvalue() == ""
+
+
+def test_stdin_from_dev_null_or_closed_is_empty_input(shell_home: Path) -> None:
+    env = cli_env(shell_home)
+    devnull = subprocess.run(
+        [*UNITH_SHELL, "--local"], stdin=subprocess.DEVNULL, capture_output=True,
+        text=True, env=env, timeout=30,
+    )  # fmt: skip
+    assert devnull.returncode == 0, devnull.stderr
+    assert "Traceback" not in devnull.stderr and devnull.stdout == ""
+    closed = subprocess.run(
+        ["/bin/sh", "-c", 'exec "$@" <&-', "sh", *UNITH_SHELL, "--local"],
+        capture_output=True, text=True, env=env, timeout=30,
+    )  # fmt: skip
+    assert closed.returncode == 0, closed.stderr
+    assert "Traceback" not in closed.stderr

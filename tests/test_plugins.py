@@ -457,3 +457,21 @@ def test_allowlist_and_no_plugins_apply_to_entry_points(
     )
     assert "unknown command /stats" in result.stderr
     assert "turns:" not in result.stdout
+
+
+async def test_retry_resends_what_the_user_typed_not_the_transformed_text(
+    make: Make, server: LocalServer, tmp_path: Path
+) -> None:
+    plugin = tmp_path / "bang.py"
+    plugin.write_text(
+        "from unith_shell import hookimpl\n\n\n"
+        "@hookimpl\ndef before_send(message):\n    message.text += '!'\n",
+        encoding="utf-8",
+    )
+    server.set_fault("nlp-exception")
+    h = await make(plugins=(str(plugin),))
+    turn = await h.say("hi")
+    assert not turn.ok and turn.prompt == "hi!" and turn.input == "hi"
+    await h.run("/retry")
+    await h.wait_for(lambda: len(h.sent_texts()) == 2)
+    assert h.sent_texts() == ["hi!", "hi!"]  # the plugin ran once on each, not twice

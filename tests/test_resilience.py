@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from tests.conftest import UNITH_SHELL, cli_env
 from tests.test_session import Recorder, free_port, wait_for
 from unith_shell import api
+from unith_shell.protocol import Echo
 from unith_shell.server import LocalServer
 from unith_shell.session import Session, SessionOptions, State
 
@@ -191,6 +192,9 @@ async def test_server_killed_mid_turn_then_restarted_delivers_queued_messages_on
         assert [t.prompt if t else None for t in queued] == [f"queued {i}" for i in range(3)]
         assert all(f"queued {i}" in (t.text if t else "") for i, t in enumerate(queued))
         assert "connection lost" in (cut.error or "") and "reconnecting" in (cut.error or "")
+        # Exactly once each: the server echoes every message it gets.
+        echoes = [e.text for e in recorder.events if isinstance(e, Echo)]
+        assert [echoes.count(f"queued {i}") for i in range(3)] == [1, 1, 1]
     finally:
         await session.close()
         await api.close_clients()

@@ -555,3 +555,103 @@ async def test_no_secret_in_frames_repr_or_notices(
 def test_user_message_cancel_and_ids() -> None:
     message = UserMessage(id=1, user_id="u", text="x")
     assert message.cancelled is None
+
+
+# ---- regressions found in review -------------------------------------------------------------
+
+
+class SlowFrames(Recorder):
+    """An ``on_frame`` listener that takes its time on outgoing messages (a slow log plugin)."""
+
+    async def on_frame(self, session: Session, direction: str, data: str | bytes) -> None:
+        await super().on_frame(session, direction, data)
+        if direction == "out" and '"event":"text"' in str(data):
+            await asyncio.sleep(0.4)
+
+
+async def test_keep_session_queued_during_a_send_is_sent_and_the_message_only_once(
+    server: LocalServer, closing: list[Session]
+) -> None:
+    # The inactivity warning arrives while the message is still being sent.
+    server.set_fault("idle-timeout", warning=0.2, grace=5.0)
+    rec = SlowFrames()
+    session = Session(options(server), rec)
+    closing.append(session)
+    await session.connect()
+    session.start(connected=True)
+    turn = await session.send("hello once")
+    assert turn is not None
+    await session.wait(turn, timeout=5)
+    await server.wait_until(
+        lambda: any(m["event"] == "keep_session" for m in client_messages(server))
+    )
+    texts = [m["text"] for m in client_messages(server) if m["event"] == "text"]
+    assert texts == ["hello once"]
+    assert turn.ok
+
+
+class CancelOnConnecting(Recorder):
+    """Cancels a task the moment the session starts connecting (a Ctrl+C during /head)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.target: asyncio.Task[None] | None = None
+
+    async def on_state(self, session: Session) -> None:
+        await super().on_state(session)
+        if self.target is not None and session.state is State.CONNECTING:
+            self.target.cancel()
+            self.target = None
+
+
+async def test_a_cancelled_switch_goes_back_to_the_old_head(
+    server: LocalServer, closing: list[Session]
+) -> None:
+    rec = CancelOnConnecting()
+    session = Session(options(server), rec)
+    closing.append(session)
+    await session.connect()
+    session.start(connected=True)
+    switching = asyncio.create_task(session.switch("unith", "kai"))
+    rec.target = switching
+    with pytest.raises(asyncio.CancelledError):
+        await switching
+    assert (session.options.org, session.options.head) == ("unith", "aiko")
+    await wait_for(lambda: session.state is State.CONNECTED)
+    turn = await session.send("still here")
+    assert turn is not None
+    await session.wait(turn, timeout=5)
+    assert turn.ok and "still here" in turn.text
+    assert server.received[-1]["text"] == "still here"
+
+
+async def test_a_failed_switch_keeps_the_old_head_and_its_name(
+    server: LocalServer, closing: list[Session]
+) -> None:
+    session, _ = await open_session(server, closing)
+    old_info = session.head_info
+    assert old_info is not None and old_info["alias"] == "Aiko"
+    with pytest.raises(SessionError):
+        await session.switch("faults", "token-refused")
+    assert (session.options.org, session.options.head) == ("unith", "aiko")
+    assert session.head_info == old_info
+    await wait_for(lambda: session.state is State.CONNECTED)
+
+
+async def test_retrying_a_refused_connection_says_so_once(closing: list[Session]) -> None:
+    rec = Recorder()
+    port = free_port()
+    session = Session(
+        SessionOptions(
+            base_url=f"http://127.0.0.1:{port}",
+            org="unith",
+            head="aiko",
+            reconnect_initial=0.02,
+            reconnect_max=0.05,
+        ),
+        rec,
+    )
+    closing.append(session)
+    session.start()
+    await wait_for(lambda: session.attempt >= 4)
+    assert len([n for n in rec.notices if "connection refused" in n]) == 1

@@ -165,9 +165,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     for warning in loaded.warnings:
         print(f"unith-shell: warning: {warning}", file=sys.stderr)
     settings = loaded.settings
+    if not settings.local and not _valid_base_url(settings.base_url):
+        print(
+            f"unith-shell: error: base URL must be http://HOST or https://HOST, "
+            f"got {settings.base_url!r} (see --help)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if settings.insecure:
         print("unith-shell: warning: TLS certificate checks are OFF (--insecure)", file=sys.stderr)
-    interactive = not settings.messages and not settings.json and sys.stdin.isatty()
+    # No stdin at all (``<&-``) is read as empty input.
+    has_tty = sys.stdin is not None and sys.stdin.isatty()
+    interactive = not settings.messages and not settings.json and has_tty
     try:
         return _run(settings, env, interactive)
     except KeyboardInterrupt:
@@ -180,9 +189,12 @@ def _run(settings: Settings, env: dict[str, str], interactive: bool) -> int:
     async def go() -> int:
         server = None
         if settings.local:
-            from unith_shell.server import LocalServer
+            from unith_shell.api import DEFAULT_PASSWORD
+            from unith_shell.server import LocalServer, ServerConfig
 
-            server = LocalServer()
+            # The in-process server accepts the password the shell will log in with.
+            custom = settings.password if settings.password != DEFAULT_PASSWORD else None
+            server = LocalServer(ServerConfig(password=custom))
             await server.start()
             settings.base_url = server.base_url
         try:
@@ -199,6 +211,16 @@ def _run(settings: Settings, env: dict[str, str], interactive: bool) -> int:
                 await server.stop()
 
     return _asyncio_run(go())
+
+
+def _valid_base_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _asyncio_run(coro: Any) -> int:

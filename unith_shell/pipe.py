@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import stat
@@ -18,9 +19,9 @@ from typing import Any, TextIO
 from unith_shell.commands import split_command
 from unith_shell.config import Paths, Settings
 from unith_shell.protocol import GREETING_ID, ResponsePart, ServerEvent, Turn, redact
-from unith_shell.render import escape_text, raw_line
+from unith_shell.render import View, escape_text, raw_line
 from unith_shell.session import SessionError
-from unith_shell.shell import Shell, View
+from unith_shell.shell import Shell
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -39,20 +40,21 @@ class PlainView(View):
         if turn.ok and turn.message_id != GREETING_ID:
             text = escape_text(turn.text)
             if text:
-                self.out.write(text + "\n")
+                self.out.write(self.scrub(text) + "\n")
             if turn.suggestions:
-                self.out.write(
-                    "".join(f"{i}) {escape_text(s)}\n" for i, s in enumerate(turn.suggestions, 1))
+                listed = "".join(
+                    f"{i}) {escape_text(s)}\n" for i, s in enumerate(turn.suggestions, 1)
                 )
+                self.out.write(self.scrub(listed))
             self.out.flush()
 
     def notice(self, level: str, text: str) -> None:
         prefix = "error: " if level == "error" else ""
-        self.err.write(prefix + text + "\n")
+        self.err.write(self.scrub(prefix + text) + "\n")
         self.err.flush()
 
     def write(self, text: str) -> None:
-        self.out.write(text + "\n")
+        self.out.write(self.scrub(text) + "\n")
         self.out.flush()
 
     def frame(self, direction: str, data: str | bytes) -> None:
@@ -67,7 +69,7 @@ class JsonView(View):
         self.out = out
 
     def emit(self, obj: dict[str, Any]) -> None:
-        self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.out.write(self.scrub(json.dumps(obj, ensure_ascii=False)) + "\n")
         self.out.flush()
 
     def event(self, event: ServerEvent) -> None:
@@ -81,7 +83,8 @@ class JsonView(View):
             {
                 "event": "unith_shell.turn",
                 "input_message_id": turn.message_id,
-                "input": turn.prompt,
+                "input": turn.input or turn.prompt,
+                "sent": turn.prompt,
                 "text": turn.text,
                 "outcome": turn.outcome,
                 "error": turn.error,
@@ -121,12 +124,16 @@ async def _stdin_lines(stream: TextIO) -> AsyncIterator[str]:
 
 
 def _watchable(stream: TextIO) -> bool:
-    """A pipe, socket or terminal: what ``connect_read_pipe`` accepts."""
+    """A pipe, socket or terminal: what ``connect_read_pipe`` can watch.
+
+    Other character devices (``/dev/null`` under cron or ``ssh -n``) cannot be polled by
+    epoll; they are read directly, like a file.
+    """
     try:
         mode = os.fstat(stream.fileno()).st_mode
     except (OSError, ValueError):  # io.UnsupportedOperation is both
         return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and stream.isatty())
 
 
 async def _from_list(items: Iterable[str]) -> AsyncIterator[str]:
@@ -157,7 +164,9 @@ async def run_pipe(
             return EXIT_CONNECT
         session.start(connected=True)
         lines = (
-            _from_list(settings.messages) if settings.messages else _stdin_lines(stdin or sys.stdin)
+            _from_list(settings.messages)
+            if settings.messages
+            else _stdin_lines(stdin or sys.stdin or io.StringIO())
         )
         status = EXIT_OK
         number = 0

@@ -404,7 +404,10 @@ class Turn:
     """
 
     message_id: int | None
+    #: The text sent (after ``before_send`` plugins changed it).
     prompt: str = ""
+    #: The text as the user typed it (what ``/retry`` sends again).
+    input: str = ""
     sent_at: float = field(default_factory=time.monotonic)
     first_part_at: float | None = None
     completed_at: float | None = None

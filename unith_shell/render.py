@@ -91,14 +91,46 @@ def describe_event(event: ServerEvent) -> tuple[str, str] | None:
     return None
 
 
-class HumanView:
+def _same(text: str) -> str:
+    return text
+
+
+class View:
+    """What the shell shows. The REPL uses :class:`HumanView`; pipe mode has its own views.
+
+    ``scrub`` is set by the shell: it masks known secret values (a key pasted into a message
+    comes back in the echo and in the reply). Every view sends its output through it.
+    """
+
+    raw = False
+    scrub: Callable[[str], str] = staticmethod(_same)
+
+    def parts(self, turn: Turn, parts: list[ResponsePart], first: bool) -> None: ...
+
+    def turn_end(self, turn: Turn) -> None: ...
+
+    def notice(self, level: str, text: str) -> None: ...
+
+    def frame(self, direction: str, data: str | bytes) -> None: ...
+
+    def event(self, event: ServerEvent) -> None:
+        described = describe_event(event)
+        if described is not None:
+            self.notice(*described)
+
+    def write(self, text: str) -> None: ...
+
+
+class HumanView(View):
     """The REPL's view: speaker-labelled parts as they arrive, numbered suggestions."""
 
     def __init__(self, write: Write, style: Style, speaker: Callable[[], str]) -> None:
-        self.write = write
+        self._out = write
         self.style = style
         self.speaker = speaker
-        self.raw = False
+
+    def write(self, text: str) -> None:
+        self._out(self.scrub(text))
 
     def parts(self, turn: Turn, parts: list[ResponsePart], first: bool) -> None:
         label = self.speaker()
@@ -130,8 +162,13 @@ class HumanView:
         elif turn.outcome == "interrupted":
             self.notice("warn", "stopped waiting for the reply")
         elif turn.outcome in ("timed out", "disconnected", "failed"):
-            what = f"{turn.prompt[:40]!r}: " if turn.prompt else ""
-            self.notice("error", f"no reply to {what}{turn.error or turn.outcome}; /retry")
+            said = turn.input or turn.prompt
+            what = f" to {said[:40]!r}" if said else ""
+            why = turn.error or turn.outcome or ""
+            if turn.first_part_at is None:
+                self.notice("error", f"no reply{what}: {why}; /retry")
+            else:
+                self.notice("error", f"the reply{what} was cut short: {why}; /retry")
 
     def notice(self, level: str, text: str) -> None:
         marker = {"error": self.style.error("error:"), "warn": self.style.warn("!")}.get(

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import signal
 import sys
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO, cast
@@ -28,7 +27,6 @@ from prompt_toolkit.shortcuts import clear
 
 from unith_shell.commands import Context
 from unith_shell.config import ensure_private_dir, open_private
-from unith_shell.session import State
 from unith_shell.shell import Shell
 
 
@@ -50,18 +48,8 @@ class PrivateHistory(FileHistory):
         super().store_string(string)
 
 
-def _secrets(shell: Shell) -> list[str]:
-    values = [shell.settings.api_key]
-    if shell.settings.password != "Password1":  # the public default is no secret
-        values.append(shell.settings.password)
-    creds = shell.session.credentials
-    if creds is not None:
-        values.append(creds.access_token)
-    return [v for v in values if v and len(v) >= 4]
-
-
 def _carries_secret(line: str, shell: Shell) -> bool:
-    return any(secret in line for secret in _secrets(shell))
+    return any(secret in line for secret in shell.secret_values())
 
 
 class ShellCompleter(Completer):
@@ -134,19 +122,17 @@ def build_key_bindings(shell: Shell) -> KeyBindings:
 def toolbar_text(shell: Shell) -> str:
     session = shell.session
     opts = session.options
-    state = session.state.value
-    if session.state is State.RECONNECTING and session.next_attempt_at is not None:
-        wait = max(0.0, session.next_attempt_at - time.monotonic())
-        state = f"reconnecting (attempt {session.attempt}, next in {wait:.1f} s)"
-    parts = [f"{opts.org}/{opts.head}", state, shell.turn_state]
+    parts = [f"{opts.org}/{opts.head}", shell.connection_state, shell.turn_state]
     pending = len(session.pending)
     if pending:
         parts.append(f"{pending} pending")
     turn = session.last_turn
     if turn is not None and turn.first_latency is not None:
         latency = f"first {turn.first_latency * 1000:.0f} ms"
-        if turn.total_latency is not None:
+        if turn.ok and turn.total_latency is not None:
             latency += f", all {turn.total_latency * 1000:.0f} ms"
+        elif turn.complete:
+            latency += f", {turn.outcome}"
         parts.append(latency)
     return " " + " | ".join(parts) + "   /help "
 

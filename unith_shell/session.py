@@ -29,7 +29,6 @@ from unith_shell.protocol import (
     GREETING_ID,
     Choice,
     ConversationEnd,
-    Echo,
     Handshake,
     Join,
     NlpException,
@@ -227,7 +226,7 @@ class Session:
         await self.listener.before_send(self, message)
         if message.cancelled is not None:
             return None
-        turn = Turn(message_id=None, prompt=message.text)
+        turn = Turn(message_id=None, prompt=message.text, input=text)
         self._outbox.append(_Outgoing(message, turn))
         ws = self._ws
         if ws is not None and self.state is State.CONNECTED and self._can_transmit():
@@ -295,16 +294,27 @@ class Session:
         self.start()
 
     async def switch(self, org: str, head: str) -> None:
-        """Close this conversation and start one with another head."""
+        """Close this conversation and start one with another head.
+
+        If the new head cannot be reached (or the switch is cancelled), the old head is
+        restored and reconnected in the background, and the error is raised.
+        """
         await self._stop_supervisor()
         await self._close_socket()
         await self._fail_inflight("disconnected", "switched heads")
+        old = (self.options.org, self.options.head, self.head_info, self.connections)
         self.options.org, self.options.head = org, head
         self.connections = 0
         self.head_info = None
         self.timed_out = self.ended = False
         await self._set_state(State.DISCONNECTED)
-        await self.connect()
+        try:
+            await self._connect_once()
+        except BaseException:
+            self.options.org, self.options.head, self.head_info, self.connections = old
+            if not self.closing:
+                self.start()
+            raise
         self.start(connected=True)
 
     async def close(self) -> None:
@@ -427,8 +437,10 @@ class Session:
                 try:
                     await self._connect_once()
                 except SessionError as exc:
+                    # Say it once; again only if the reason changes (the toolbar counts).
+                    if str(exc) != self.last_error:
+                        await self.listener.on_notice(self, str(exc))
                     self.last_error = str(exc)
-                    await self.listener.on_notice(self, str(exc))
                     if not exc.retry:
                         await self._set_state(State.DISCONNECTED)
                         await self._fail_pending(str(exc))
@@ -480,7 +492,7 @@ class Session:
         with contextlib.suppress(TimeoutError):
             if self.ended and delay is None:
                 # Wake on a new message as well as on /reconnect.
-                await asyncio.wait_for(self._wait_either(), None)
+                await self._wait_either()
             else:
                 await asyncio.wait_for(self._reconnect_now.wait(), delay)
         self._reconnect_now.clear()
@@ -506,9 +518,7 @@ class Session:
         try:
             return await self._reader(ws)
         finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
+            await _cancel_and_wait(sender)
 
     async def _reader(self, ws: ClientConnection) -> str:
         loop = asyncio.get_running_loop()
@@ -548,8 +558,10 @@ class Session:
             return
         if turn.last_seen:
             why = ("last", f"missing part(s) {', '.join(map(str, turn.missing))}")
-        else:
+        elif turn.first_part_at is None:
             why = ("timed out", f"no reply within {self.options.timeout:g} s")
+        else:
+            why = ("timed out", f"no further part within {self.options.timeout:g} s")
         task = loop.create_task(self._end_turn(turn, *why))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -572,7 +584,9 @@ class Session:
 
     async def _transmit(self, ws: ClientConnection) -> bool:
         """Send the head of the outbox; False if the socket closed (it then stays queued)."""
-        item = self._outbox[0]
+        # Off the queue before any await: a keep_session queued meanwhile goes to the front,
+        # and must not be the one removed after the send.
+        item = self._outbox.popleft()
         message, turn = item.message, item.turn
         creds = self.credentials
         message.id = self._next_id
@@ -583,11 +597,11 @@ class Session:
         try:
             await self._send_frame(message.to_wire(), ws)
         except ConnectionClosed:
+            self._outbox.appendleft(item)  # not sent: it goes out after the reconnect
             return False
         finally:
             self._sending = False
         self._next_id += 1
-        self._outbox.popleft()
         if turn is None:
             self.warning_pending = False
             return True
@@ -614,9 +628,10 @@ class Session:
     async def _dispatch(
         self, data: str | bytes, during_handshake: bool = False
     ) -> ServerEvent | None:
-        await self.listener.on_frame(self, "in", data)
         size = len(data)
         if size > self.options.max_frame_size:
+            # Transcripts and /raw get the frame's start, not megabytes of it.
+            await self.listener.on_frame(self, "in", data[:2048])
             await self.listener.on_protocol_error(
                 self,
                 ProtocolError(
@@ -624,6 +639,7 @@ class Session:
                 ),
             )
             return None
+        await self.listener.on_frame(self, "in", data)
         user_id = self.credentials.user_id if self.credentials else None
         try:
             event = parse_frame(data, user_id=user_id)
@@ -658,8 +674,6 @@ class Session:
                 if ready:
                     await self.listener.on_parts(self, turn, ready)
                 await self._end_turn(turn, "choice")
-        elif isinstance(event, Echo):
-            pass
         elif isinstance(event, NlpException):
             turn = self._turn_for(event.input_message_id, during_handshake)
             if turn is not None:
@@ -740,9 +754,20 @@ class Session:
     async def _stop_supervisor(self) -> None:
         task, self._supervisor = self._supervisor, None
         if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await _cancel_and_wait(task)
+
+
+async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait for it, without swallowing a cancellation of our own."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except Exception:
+        pass  # the task's own failure was reported where it happened
 
 
 def backoff(

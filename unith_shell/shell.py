@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,63 +19,15 @@ from unith_shell.config import Paths, Settings
 from unith_shell.plugins import PluginError, Plugins
 from unith_shell.protocol import (
     GREETING_ID,
+    Join,
     ProtocolError,
     ResponsePart,
     ServerEvent,
     Turn,
     UserMessage,
 )
-from unith_shell.render import HumanView, Style, describe_event
+from unith_shell.render import HumanView, Style, View, escape_text
 from unith_shell.session import Session, SessionListener, SessionOptions, State
-
-
-class View:
-    """What the shell shows; the REPL uses :class:`HumanView`, pipe mode its own views."""
-
-    raw = False
-
-    def parts(self, turn: Turn, parts: list[ResponsePart], first: bool) -> None: ...
-
-    def turn_end(self, turn: Turn) -> None: ...
-
-    def notice(self, level: str, text: str) -> None: ...
-
-    def frame(self, direction: str, data: str | bytes) -> None: ...
-
-    def event(self, event: ServerEvent) -> None:
-        described = describe_event(event)
-        if described is not None:
-            self.notice(*described)
-
-    def write(self, text: str) -> None: ...
-
-
-class _HumanAdapter(View):
-    def __init__(self, human: HumanView) -> None:
-        self.human = human
-
-    @property
-    def raw(self) -> bool:
-        return self.human.raw
-
-    @raw.setter
-    def raw(self, value: bool) -> None:
-        self.human.raw = value
-
-    def parts(self, turn: Turn, parts: list[ResponsePart], first: bool) -> None:
-        self.human.parts(turn, parts, first)
-
-    def turn_end(self, turn: Turn) -> None:
-        self.human.turn_end(turn)
-
-    def notice(self, level: str, text: str) -> None:
-        self.human.notice(level, text)
-
-    def frame(self, direction: str, data: str | bytes) -> None:
-        self.human.frame(direction, data)
-
-    def write(self, text: str) -> None:
-        self.human.write(text)
 
 
 def session_options(settings: Settings) -> SessionOptions:
@@ -122,7 +75,8 @@ class Shell(SessionListener):
         self.env = dict(os.environ if env is None else env)
         self._write = write or (lambda text: print(text, flush=True))
         self.style = Style(color=color_enabled(sys.stdout, self.env))
-        self.view: View = view or _HumanAdapter(HumanView(self._write, self.style, self.speaker))
+        self.view: View = view or HumanView(self._write, self.style, self.speaker)
+        self.view.scrub = self.scrub
         self.registry = CommandRegistry()
         self.plugins = Plugins(
             strict=settings.strict_plugins,
@@ -253,12 +207,40 @@ class Shell(SessionListener):
         self.view.write(text)
 
     def notice(self, text: str, level: str = "info") -> None:
-        self.view.notice(level, text)
+        """A one-line message. Notices quote server text (close reasons, ``detail``, URLs),
+        so they are escaped here, in one place, and known secret values are masked."""
+        self.view.notice(level, escape_text(self.scrub(text)))
+
+    def secret_values(self) -> list[str]:
+        """The values that must never be shown: api key, a non-default password, the token."""
+        values = [self.settings.api_key]
+        if self.settings.password != api.DEFAULT_PASSWORD:
+            values.append(self.settings.password)
+        creds = self.session.credentials
+        if creds is not None:
+            values.append(creds.access_token)
+        return [v for v in values if len(v) >= 4]
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every known secret value replaced by ``***``."""
+        for secret in self.secret_values():
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
 
     def speaker(self) -> str:
         info = self.head_info or self.session.head_info or {}
         alias = info.get("alias") or info.get("name")
-        return str(alias) if alias else self.session.options.head
+        return escape_text(str(alias) if alias else self.session.options.head)
+
+    @property
+    def connection_state(self) -> str:
+        """``connected``, ``disconnected``, ... or ``reconnecting (attempt N, next in T s)``."""
+        session = self.session
+        if session.state is State.RECONNECTING and session.next_attempt_at is not None:
+            wait = max(0.0, session.next_attempt_at - time.monotonic())
+            return f"reconnecting (attempt {session.attempt}, next in {wait:.1f} s)"
+        return session.state.value
 
     @property
     def turn_state(self) -> str:
@@ -274,7 +256,9 @@ class Shell(SessionListener):
 
     async def on_frame(self, session: Session, direction: str, data: str | bytes) -> None:
         if self.view.raw:
-            self.view.frame(direction, data)
+            # Key-based redaction happens in the view; a secret typed into a message is
+            # masked by value here.
+            self.view.frame(direction, self.scrub(data) if isinstance(data, str) else data)
         if "on_frame" in self.plugins.active:
             await self.plugins.call(
                 "on_frame", {"direction": direction, "data": data, "session": session}
@@ -293,7 +277,9 @@ class Shell(SessionListener):
     async def on_event(self, session: Session, event: ServerEvent) -> None:
         if "after_receive" in self.plugins.active:
             await self.plugins.call("after_receive", {"event": event, "session": session})
-        self.view.event(event)
+        if not (isinstance(event, Join) and session.state is not State.CONNECTED):
+            # A join refused during the handshake is reported once, as the connect error.
+            self.view.event(event)
 
     def _repeat_greeting(self, session: Session, turn: Turn) -> bool:
         # After a reconnect the server greets again; one "reconnected" line says enough.

@@ -5,12 +5,10 @@ A bundled plugin like any other: it uses only the public hook API.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from unith_shell.commands import CommandError, Context
 from unith_shell.hookspecs import hookimpl
-from unith_shell.session import State
 
 
 def help_command(ctx: Context, arg: str) -> None:
@@ -50,15 +48,6 @@ def _when(seconds: float | None) -> str:
     return f"in {seconds / 60:.0f} min"
 
 
-def connection_line(ctx: Context) -> str:
-    session = ctx.session
-    state = session.state.value
-    if session.state is State.RECONNECTING and session.next_attempt_at is not None:
-        wait = max(0.0, session.next_attempt_at - time.monotonic())
-        state = f"reconnecting (attempt {session.attempt}, next in {wait:.1f} s)"
-    return state
-
-
 def status_command(ctx: Context, arg: str) -> None:
     session = ctx.session
     opts = session.options
@@ -66,7 +55,7 @@ def status_command(ctx: Context, arg: str) -> None:
     rows = [
         ("base url", opts.base_url),
         ("head", f"{opts.org}/{opts.head}"),
-        ("connection", connection_line(ctx)),
+        ("connection", ctx.shell.connection_state),
         ("turn", ctx.shell.turn_state),
         ("user id", creds.user_id if creds else "-"),
         ("session id", (creds.session_id or "-") if creds else "-"),
@@ -119,8 +108,9 @@ async def retry_command(ctx: Context, arg: str) -> None:
     if turn is None:
         raise CommandError("nothing to retry: no message went unanswered")
     ctx.shell.last_failed = None
-    ctx.print(f"resending {turn.prompt[:60]!r}")
-    await ctx.shell.send(turn.prompt)
+    text = turn.input or turn.prompt  # as typed: before_send plugins run again on it
+    ctx.print(f"resending {text[:60]!r}")
+    await ctx.shell.send(text)
 
 
 async def keep_command(ctx: Context, arg: str) -> None:

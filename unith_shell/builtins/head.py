@@ -18,6 +18,7 @@ from typing import Any
 from unith_shell.commands import CommandError, Context
 from unith_shell.config import ensure_private_dir, open_private
 from unith_shell.hookspecs import hookimpl
+from unith_shell.render import escape_text
 
 RECENT_FILE = "recent_heads.json"
 RECENT_MAX = 10
@@ -108,14 +109,15 @@ def complete_head(ctx: Context, text: str) -> list[str]:
 
 
 def show_info(ctx: Context, info: dict[str, Any]) -> None:
+    """The head's configuration; every value is server text, so it is escaped."""
     opts = ctx.session.options
-    ctx.print(f"  {'head':<18}{opts.org}/{opts.head}")
+    ctx.print(f"  {'head':<18}{escape_text(opts.org)}/{escape_text(opts.head)}")
     for key in ("alias", "name", "language", "operation_mode", "streaming_enabled"):
         if key in info:
-            ctx.print(f"  {key:<18}{info[key]}")
+            ctx.print(f"  {key:<18}{escape_text(str(info[key]))}")
     phrases = info.get("phrases")
     if isinstance(phrases, list) and phrases:
-        ctx.print(f"  {'phrases':<18}" + "; ".join(str(p) for p in phrases))
+        ctx.print(f"  {'phrases':<18}" + escape_text("; ".join(str(p) for p in phrases)))
     ctx.print(f"  {'connection':<18}{ctx.session.state.value}")
 
 
@@ -138,13 +140,13 @@ async def head_command(ctx: Context, arg: str) -> None:
 
     try:
         await session.switch(org, head)
-    except SessionError as exc:
-        # The old conversation is closed already: go back to the old head, reconnecting.
-        opts.org, opts.head = old
+    except BaseException as exc:
+        # The session went back to the old head (reconnecting) by itself; so do we.
         ctx.shell.head_info = old_info
-        session.start()
-        back = "/".join(old)
-        raise CommandError(f"cannot connect to {org}/{head}: {exc}; back to {back}") from None
+        if isinstance(exc, SessionError):
+            back = "/".join(old)
+            raise CommandError(f"cannot connect to {org}/{head}: {exc}; back to {back}") from None
+        raise
     remember(ctx, f"{org}/{head}")
     ctx.shell.on_change()
 

@@ -22,6 +22,7 @@ import os
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -67,15 +68,20 @@ def frame_record(direction: str, data: str | bytes, head: str) -> dict[str, Any]
 class Recorder:
     """The ``on_frame`` implementation, registered only while logging is on."""
 
-    def __init__(self, path: Path, file: TextIO) -> None:
+    def __init__(
+        self, path: Path, file: TextIO, scrub: Callable[[str], str] = lambda text: text
+    ) -> None:
         self.path = path
         self.file = file
+        self.scrub = scrub
         self.lines = 0
 
     @hookimpl
     def on_frame(self, direction: str, data: str | bytes, session: Any) -> None:
         opts = session.options
-        record = frame_record(direction, data, f"{opts.org}/{opts.head}")
+        # Keys are redacted in frame_record; a secret typed into a message is masked by value.
+        text = self.scrub(data) if isinstance(data, str) else data
+        record = frame_record(direction, text, f"{opts.org}/{opts.head}")
         self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.file.flush()  # per line: a killed shell keeps every line written so far
         self.lines += 1
@@ -122,7 +128,7 @@ def start(ctx: Context, path_arg: str) -> None:
         file = open_private(path, "a")
     except OSError as exc:
         raise CommandError(f"cannot open {path}: {exc.strerror or exc}") from None
-    recorder = Recorder(path, file)
+    recorder = Recorder(path, file, scrub=ctx.shell.scrub)
     if not ctx.shell.plugins.add(recorder, RECORDER, source="bundled (/log on)"):
         file.close()
         raise CommandError("could not start the transcript recorder")

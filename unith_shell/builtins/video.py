@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from unith_shell.commands import CommandError, Context
 from unith_shell.hookspecs import hookimpl
+from unith_shell.render import escape_text
 
 USAGE = "usage: /video [--check | --open | --download PATH]"
 #: Print a progress line at most this often (seconds), plus one at the end.
@@ -164,10 +165,10 @@ async def video_command(ctx: Context, arg: str) -> None:
         raise CommandError(USAGE)
     opts = ctx.session.options
     url = await ctx.session.api.idle_video_url(opts.org, opts.head)
-    ctx.print(url)
+    ctx.print(escape_text(url))  # server text: no escape sequences reach the terminal
     if option == "--check":
         content_type, size = await check(ctx, url)
-        ctx.print(f"  type {content_type}, size {human_size(size)}")
+        ctx.print(f"  type {escape_text(content_type)}, size {human_size(size)}")
     elif option == "--open":
         try:
             launch(url)
