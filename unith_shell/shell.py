@@ -75,6 +75,8 @@ class Shell(SessionListener):
         self.env = dict(os.environ if env is None else env)
         self._write = write or (lambda text: print(text, flush=True))
         self.style = Style(color=color_enabled(sys.stdout, self.env))
+        self._secrets: list[str] = []
+        self._secrets_of: object = object()  # the credentials _secrets was computed for
         self.view: View = view or HumanView(self._write, self.style, self.speaker)
         self.view.scrub = self.scrub
         self.registry = CommandRegistry()
@@ -223,7 +225,11 @@ class Shell(SessionListener):
 
     def scrub(self, text: str) -> str:
         """``text`` with every known secret value replaced by ``***``."""
-        for secret in self.secret_values():
+        creds = self.session.credentials
+        if creds is not self._secrets_of:  # recomputed only after a new login
+            self._secrets = self.secret_values()
+            self._secrets_of = creds
+        for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, "***")
         return text
