@@ -417,7 +417,9 @@ class Session:
                 self._token_refusals += 1
                 if self._token_refusals >= 2:
                     raise FatalSessionError(f"the server refused the session: {reason}") from None
-                raise HandshakeRefused(f"the server refused the session: {reason}") from None
+                raise HandshakeRefused(
+                    f"the server refused the session ({reason}); logging in again"
+                ) from None
             raise SessionError(f"handshake: connection closed ({reason})") from None
         except SessionError:
             await self._close_socket()
