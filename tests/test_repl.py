@@ -518,3 +518,23 @@ async def test_a_strict_plugin_crash_still_closes_the_socket(
     # Strict mode lets the error out (for plugin authors), but the socket is closed properly.
     await server.wait_until(lambda: server.open_connections == 0)
     assert shell.session.state.value == "closed"
+
+
+async def test_an_internal_error_is_one_line_and_the_shell_goes_on(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shell, lines = make_shell(server)
+    async with running(shell, lines, server) as repl:
+
+        async def broken_send(text: str) -> None:
+            raise RuntimeError("a bug in the send path")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(shell, "send", broken_send)
+            repl.type("hello\r")
+            await repl.wait_output("error: internal error: RuntimeError: a bug in the send path")
+        await repl.at_prompt()
+        repl.type("after\r")
+        await repl.reply_to("after")
+        assert repl.sent_texts() == ["after"]
+        assert not repl.task.done() if repl.task else False

@@ -220,6 +220,11 @@ async def _loop(shell: Shell, prompt: PromptSession[str]) -> None:
             if not task.cancelled() or (current is not None and current.cancelling()):
                 raise  # run_repl itself is being cancelled, not just the command
             shell.notice("interrupted", level="warn")
+        except Exception as exc:
+            if shell.plugins.strict:
+                raise
+            # A bug of ours must not end a shell someone keeps open all day: one line, go on.
+            shell.notice(f"internal error: {type(exc).__name__}: {exc}", level="error")
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
