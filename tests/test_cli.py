@@ -85,3 +85,15 @@ def test_malformed_config_is_one_line_naming_file_and_line_exit_2(shell_home: Pa
     lines = result.stderr.splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"unith-shell: {config}:2: ")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["serve", "--port", "99999"], ["serve", "--port", "x"], ["serve", "--part-delay", "-1"]],
+)
+def test_serve_rejects_bad_numbers_in_one_line(args: list[str], tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*UNITH_SHELL, *args], capture_output=True, text=True, env=cli_env(tmp_path), timeout=30
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

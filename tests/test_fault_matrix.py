@@ -243,3 +243,33 @@ async def test_a_secret_typed_into_a_message_is_masked_everywhere_shown(
     shown = "\n".join(screen.lines)
     assert "ak-typed-9931" not in shown
     assert "my key is ***" in shown  # the out frame, the echo and the reply, masked
+
+
+async def test_a_reconnect_keeps_the_suggestions_on_screen(
+    server: LocalServer, tmp_path: Path, shells: list[Shell]
+) -> None:
+    shell, screen = await make_shell(server.base_url, tmp_path)
+    shells.append(shell)
+    await shell.session.connect()
+    shell.session.start(connected=True)
+    turn = await send_and_wait(shell, "hello")
+    shown = list(turn.suggestions)
+    assert shell.suggestions == shown
+    await shell.handle_line("/reconnect")
+    await wait_for(lambda: bool(screen.matching("reconnected to")))
+    # The repeated greeting was not shown, so "1" still means what the screen says.
+    assert shell.suggestions == shown
+
+
+@pytest.mark.parametrize(("keep_alive", "words"), [(True, "keeping"), (False, "/keep to stay")])
+async def test_the_inactivity_warning_says_what_happens_next(
+    server: LocalServer, tmp_path: Path, shells: list[Shell], keep_alive: bool, words: str
+) -> None:
+    server.set_fault("idle-timeout", warning=0.1, grace=5.0)
+    shell, screen = await make_shell(server.base_url, tmp_path, keep_alive=keep_alive)
+    shells.append(shell)
+    await shell.session.connect()
+    shell.session.start(connected=True)
+    await wait_for(lambda: bool(screen.matching("inactivity warning")))
+    [line] = screen.matching("inactivity warning")
+    assert words in line

@@ -209,3 +209,37 @@ def test_stdin_from_dev_null_or_closed_is_empty_input(shell_home: Path) -> None:
     )  # fmt: skip
     assert closed.returncode == 0, closed.stderr
     assert "Traceback" not in closed.stderr
+
+
+def test_reader_closing_our_output_stops_quietly(shell_home: Path) -> None:
+    # As in `... | unith-shell --local | head -1`.
+    proc = subprocess.Popen(
+        [*UNITH_SHELL, "--local"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=cli_env(shell_home),
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(b"".join(f"message {i}\n".encode() for i in range(50)))
+    proc.stdin.close()
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    started = time.monotonic()
+    assert proc.wait(20) == 0
+    assert time.monotonic() - started < 10  # it noticed, instead of answering all 50
+    assert b"You said" in first
+    assert b"Traceback" not in proc.stderr.read()
+
+
+def test_command_errors_name_their_line(shell_home: Path) -> None:
+    result = run_cli(shell_home, "--local", stdin="hi\n/nosuch\n")
+    assert "error: line 2: unknown command /nosuch" in result.stderr
+    assert "You said “hi”" in result.stdout
+
+
+def test_unknown_head_and_refused_join_are_one_clear_line(shell_home: Path) -> None:
+    unknown = run_cli(shell_home, "--local", "--head", "nobody", "-m", "hi")
+    assert unknown.returncode == 3
+    assert unknown.stderr.strip().startswith("error: unknown head unith/nobody")
+    assert unknown.stderr.count("\n") == 1
+    busy = run_cli(shell_home, "--local", "--org", "faults", "--head", "join-refused", "-m", "hi")
+    assert busy.returncode == 3
+    assert busy.stderr == "error: the server is at capacity (join refused)\n"

@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -392,32 +393,43 @@ EXAMPLES = {
 
 
 @pytest.fixture(scope="session")
-def installed_examples() -> dict[str, str]:
-    """Install the example packages into this environment unless already there and current.
+def installed_examples(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Make the example packages findable by their entry points; yields env for subprocesses.
 
-    ``.ci/run`` installs them beforehand; this keeps the tests honest when run elsewhere.
+    ``.ci/run`` installs them into its venv. Elsewhere (the README's test command) they are
+    installed into a temporary folder put on the path for this test session only: running the
+    tests must never add plugins to the user's own environment.
     """
     stale = [
         name
         for name, module in EXAMPLES.items()
         if not _installed_matches(name, module, REPO / "plugins" / name / f"{module}.py")
     ]
-    if stale:
-        command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall"]
-        if importlib.util.find_spec("hatchling") is not None:
-            command.append("--no-build-isolation")  # offline: use the installed backend
-        command += [str(REPO / "plugins" / name) for name in stale]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
+    if not stale:
+        yield {}
+        return
+    target = tmp_path_factory.mktemp("example-plugins")
+    command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
+    if importlib.util.find_spec("hatchling") is not None:
+        command.append("--no-build-isolation")  # offline: use the installed backend
+    command += [str(REPO / "plugins" / name) for name in EXAMPLES]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    sys.path.insert(0, str(target))
+    importlib.invalidate_caches()
+    try:
+        yield {"PYTHONPATH": str(target)}
+    finally:
+        sys.path.remove(str(target))
         importlib.invalidate_caches()
-    return EXAMPLES
 
 
 def test_installed_examples_are_found_by_their_entry_points(
     installed_examples: dict[str, str], tmp_path: Path
 ) -> None:
+    extra = installed_examples
     names = {ep.name: ep.value for ep in metadata.entry_points(group="unith_shell")}
     assert names["censor"] == "unith_shell_censor" and names["stats"] == "unith_shell_stats"
-    result = _run_cli(["plugins", "--json"], tmp_path, UNITH_SHELL_PLUGINS=None)
+    result = _run_cli(["plugins", "--json"], tmp_path, UNITH_SHELL_PLUGINS=None, **extra)
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["stats"]["source"] == "entry point" and rows["stats"]["version"] == "0.1.0"
@@ -435,7 +447,10 @@ def test_installed_examples_work_in_a_running_shell(
 ) -> None:
     # No allowlist, no flags: installing was the only step.
     result = _run_cli(
-        ["--local", "-m", "well darn", "-m", "/stats"], tmp_path, UNITH_SHELL_PLUGINS=None
+        ["--local", "-m", "well darn", "-m", "/stats"],
+        tmp_path,
+        UNITH_SHELL_PLUGINS=None,
+        **installed_examples,
     )
     assert result.returncode == 0, result.stderr
     assert "You said “well d***”" in result.stdout  # censor, on the way out
@@ -447,13 +462,19 @@ def test_allowlist_and_no_plugins_apply_to_entry_points(
     installed_examples: dict[str, str], tmp_path: Path
 ) -> None:
     result = _run_cli(
-        ["--local", "-m", "well darn", "-m", "/stats"], tmp_path, UNITH_SHELL_PLUGINS="stats"
+        ["--local", "-m", "well darn", "-m", "/stats"],
+        tmp_path,
+        UNITH_SHELL_PLUGINS="stats",
+        **installed_examples,
     )
     assert result.returncode == 0, result.stderr
     assert "You said “well darn”" in result.stdout  # censor not loaded
     assert "turns: 1 (1 answered, 0 failed)" in result.stdout
     result = _run_cli(
-        ["--local", "--no-plugins", "-m", "/stats"], tmp_path, UNITH_SHELL_PLUGINS=None
+        ["--local", "--no-plugins", "-m", "/stats"],
+        tmp_path,
+        UNITH_SHELL_PLUGINS=None,
+        **installed_examples,
     )
     assert "unknown command /stats" in result.stderr
     assert "turns:" not in result.stdout

@@ -111,16 +111,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port(text: str) -> int:
+    import argparse
+
+    value = int(text) if text.isdigit() else -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r} (0-65535)")
+    return value
+
+
+def _seconds(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
+
+
 def build_serve_parser() -> argparse.ArgumentParser:
     parser = _parser(prog="unith-shell serve", description="Run the local Unith server.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="port (8765; 0 picks a free one)")
+    parser.add_argument("--port", type=_port, default=8765, help="port (8765; 0 picks a free one)")
     parser.add_argument(
-        "--part-delay", type=float, default=0.0, metavar="SECONDS", help="pause between reply parts"
+        "--part-delay",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="pause between reply parts",
     )
     parser.add_argument(
         "--idle-warning",
-        type=float,
+        type=_seconds,
         default=None,
         metavar="SECONDS",
         help="send timeout_warning after this much inactivity",
@@ -226,13 +251,16 @@ def _valid_base_url(url: str) -> bool:
 def _asyncio_run(coro: Any) -> int:
     try:
         import uvloop  # optional: the 'speed' extra
-
-        result: int = uvloop.run(coro)
     except ImportError:
-        import asyncio
+        uvloop = None
+    # Run outside the try: an ImportError from the app must not look like a missing uvloop.
+    if uvloop is not None:
+        result: int = uvloop.run(coro)
+        return result
+    import asyncio
 
-        result = asyncio.run(coro)
-    return result
+    status: int = asyncio.run(coro)
+    return status
 
 
 def serve(argv: Sequence[str]) -> int:

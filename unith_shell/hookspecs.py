@@ -80,10 +80,12 @@ def after_receive(event: Any, session: Any) -> None:
 def turn_complete(turn: Any, session: Any) -> None:
     """A reply is complete (or ended without one).
 
-    :param turn: the :class:`~unith_shell.protocol.Turn`: ``prompt`` (what was sent),
+    :param turn: the :class:`~unith_shell.protocol.Turn`: ``input`` (what the user typed),
+        ``prompt`` (what was sent, after ``before_send``),
         ``text`` (parts joined in ``part_order``), ``parts``, ``suggestions``, ``outcome``
         (``"last"``, ``"choice"``, ``"unith_nlp_exception"``, ``"conversation_end"``,
-        ``"timeout"``, ``"timed out"``, ``"interrupted"``, ``"disconnected"``, ``"failed"``),
+        ``"timeout"`` (the server's event), ``"timed out"`` (no frame in time), ``"interrupted"``,
+        ``"disconnected"``, ``"failed"``, ``"cancelled"``, ``"closed"`` (the shell exited)),
         ``error``, and the timings ``first_latency`` and ``total_latency`` in seconds.
         The greeting is a turn too, with ``message_id == -1``.
     :param session: the :class:`~unith_shell.session.Session`.

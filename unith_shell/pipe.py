@@ -20,7 +20,7 @@ from unith_shell.commands import split_command
 from unith_shell.config import Paths, Settings
 from unith_shell.protocol import GREETING_ID, ResponsePart, ServerEvent, Turn, redact
 from unith_shell.render import View, escape_text, raw_line
-from unith_shell.session import SessionError
+from unith_shell.session import HandshakeRefused, JoinRefused, Session, SessionError, backoff
 from unith_shell.shell import Shell
 
 EXIT_OK = 0
@@ -29,7 +29,38 @@ EXIT_CONNECT = 3
 EXIT_TURN = 4
 
 
-class PlainView(View):
+class _PipeView(View):
+    """Output to streams the reader may close (``| head``): then stop quietly, never crash."""
+
+    out: TextIO
+    #: Set when stdout was closed by the reader: the run stops at the next line.
+    closed = False
+    #: "line N" while a command from input line N runs, so that its errors name the line.
+    context = ""
+
+    def _put(self, stream: TextIO, text: str) -> None:
+        if self.closed:
+            return
+        try:
+            stream.write(text)
+            stream.flush()
+        except BrokenPipeError:
+            self.closed = True
+            _silence(stream)
+
+
+def _silence(stream: TextIO) -> None:
+    """Point a closed stdout at /dev/null, so that the flush at exit does not fail again."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+class PlainView(_PipeView):
     """Assembled replies on stdout, one block per turn; notices on stderr."""
 
     def __init__(self, out: TextIO, err: TextIO) -> None:
@@ -39,38 +70,32 @@ class PlainView(View):
     def turn_end(self, turn: Turn) -> None:
         if turn.ok and turn.message_id != GREETING_ID:
             text = escape_text(turn.text)
-            if text:
-                self.out.write(self.scrub(text) + "\n")
-            if turn.suggestions:
-                listed = "".join(
-                    f"{i}) {escape_text(s)}\n" for i, s in enumerate(turn.suggestions, 1)
-                )
-                self.out.write(self.scrub(listed))
-            self.out.flush()
+            listed = "".join(f"{i}) {escape_text(s)}\n" for i, s in enumerate(turn.suggestions, 1))
+            self._put(self.out, self.scrub((text + "\n" if text else "") + listed))
 
     def notice(self, level: str, text: str) -> None:
         prefix = "error: " if level == "error" else ""
-        self.err.write(self.scrub(prefix + text) + "\n")
-        self.err.flush()
+        where = f"{self.context}: " if self.context else ""
+        self._put(self.err, self.scrub(prefix + where + text) + "\n")
 
     def write(self, text: str) -> None:
-        self.out.write(self.scrub(text) + "\n")
-        self.out.flush()
+        self._put(self.out, self.scrub(text) + "\n")
 
     def frame(self, direction: str, data: str | bytes) -> None:
         # ``/raw on``: the frames, redacted and escaped, as the REPL shows them.
         self.write(f"{'->' if direction == 'out' else '<-'} {raw_line(data)}")
 
 
-class JsonView(View):
+class JsonView(_PipeView):
     """One JSON object per line: every server event, plus the shell's own ``unith_shell.*``."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
     def emit(self, obj: dict[str, Any]) -> None:
-        self.out.write(self.scrub(json.dumps(obj, ensure_ascii=False)) + "\n")
-        self.out.flush()
+        if self.context and obj.get("event") == "unith_shell.notice":
+            obj["line"] = self.context
+        self._put(self.out, self.scrub(json.dumps(obj, ensure_ascii=False)) + "\n")
 
     def event(self, event: ServerEvent) -> None:
         obj = redact(event.raw)
@@ -141,6 +166,27 @@ async def _from_list(items: Iterable[str]) -> AsyncIterator[str]:
         yield item
 
 
+async def _connect(session: Session, view: View, attempts: int = 3) -> bool:
+    """The first connection, with a short retry for what a retry can fix.
+
+    A refused token gets a fresh login and high demand a second chance, as in the REPL; a
+    refused connection or bad credentials fail at once (scripts want a quick exit 3).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            await session.connect()
+            return True
+        except (HandshakeRefused, JoinRefused) as exc:
+            if attempt == attempts:
+                view.notice("error", str(exc))
+                return False
+            await asyncio.sleep(backoff(attempt, 0.2, 2.0))
+        except SessionError as exc:
+            view.notice("error", str(exc))
+            return False
+    return False
+
+
 async def run_pipe(
     settings: Settings,
     paths: Paths,
@@ -151,16 +197,13 @@ async def run_pipe(
 ) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    view: View = JsonView(out) if settings.json else PlainView(out, err)
+    view: _PipeView = JsonView(out) if settings.json else PlainView(out, err)
     shell = Shell(settings, paths, view=view)
     shell.load_plugins()
     await shell.start_plugins()
     session = shell.session
     try:
-        try:
-            await session.connect()
-        except SessionError as exc:
-            view.notice("error", str(exc))
+        if not await _connect(session, view):
             return EXIT_CONNECT
         session.start(connected=True)
         lines = (
@@ -174,10 +217,16 @@ async def run_pipe(
         limit = settings.timeout * 2 + settings.connect_timeout
         async for line in lines:
             number += 1
+            if view.closed:
+                break  # nobody reads our output any more (``| head``): stop, quietly
             if not line.strip():
                 continue
             if split_command(line) is not None:
-                await shell.handle_line(line)
+                view.context = f"line {number}"
+                try:
+                    await shell.handle_line(line)
+                finally:
+                    view.context = ""
                 if shell.exit_requested:
                     break
                 # A command may send (a plugin's /shout): its replies come before the next line.

@@ -179,6 +179,7 @@ class Session:
         self._background: set[asyncio.Task[Any]] = set()
         self._token_refusals = 0
         self._forced = False
+        self._head_missing = False
 
     # ---- public API ------------------------------------------------------------------------
 
@@ -322,7 +323,8 @@ class Session:
         self._closing = True
         await self._stop_supervisor()
         await self._close_socket()
-        await self._fail_inflight("disconnected", "session closed")
+        # "closed", not "disconnected": the user ended it, so no "/retry" line.
+        await self._fail_inflight("closed", "session closed")
         self.cancel_pending()
         await self._set_state(State.CLOSED)
 
@@ -336,11 +338,17 @@ class Session:
         return creds
 
     async def _fetch_head_info(self) -> None:
-        # Optional [C-V2]: a head without this route still works, so failures are ignored.
-        with contextlib.suppress(APIError):
+        # Optional [C-V2]: a head without this route still works, so failures are ignored;
+        # a 404 only explains a refused socket later (it is not proof on its own).
+        self._head_missing = False
+        try:
             self.head_info = await self.api.head_info(
                 self.options.org, self.options.head, self.options.api_key
             )
+        except api_mod.NotFoundError:
+            self._head_missing = True
+        except APIError:
+            pass
 
     async def _connect_once(self) -> None:
         await self._set_state(State.CONNECTING if self.attempt == 0 else State.RECONNECTING)
@@ -407,10 +415,14 @@ class Session:
                     ) from None
                 event = await self._dispatch(data, during_handshake=True)
                 if isinstance(event, Join) and not event.granted:
-                    raise JoinRefused("the server is at capacity (join refused); will retry")
+                    raise JoinRefused("the server is at capacity (join refused)")
         except ConnectionClosed as exc:
             await self._close_socket()
             reason = _close_reason(exc)
+            if self._head_missing:
+                # The head route said 404 and the socket closed: say which, once, and stop.
+                where = f"{opts.org}/{opts.head}"
+                raise FatalSessionError(f"unknown head {where} ({reason})") from None
             if exc.rcvd is not None and exc.rcvd.code == CloseCode.POLICY_VIOLATION:
                 # A refused token is [U] upstream; the local server closes 1008 [I].
                 self.credentials = None  # log in afresh next time
@@ -441,7 +453,8 @@ class Session:
                 except SessionError as exc:
                     # Say it once; again only if the reason changes (the toolbar counts).
                     if str(exc) != self.last_error:
-                        await self.listener.on_notice(self, str(exc))
+                        retrying = "" if not exc.retry or "again" in str(exc) else "; retrying"
+                        await self.listener.on_notice(self, f"{exc}{retrying}")
                     self.last_error = str(exc)
                     if not exc.retry:
                         await self._set_state(State.DISCONNECTED)
@@ -471,6 +484,7 @@ class Session:
                 self._forced = False
                 continue
             if self.timed_out:
+                self.last_error = "the session timed out"  # what a pending message waits on
                 await self._fail_pending("the session timed out; /reconnect starts a new one")
                 await self._set_state(State.DISCONNECTED)
                 await self._wait_for_reconnect(None)

@@ -23,6 +23,7 @@ from unith_shell.protocol import (
     ProtocolError,
     ResponsePart,
     ServerEvent,
+    TimeoutWarning,
     Turn,
     UserMessage,
 )
@@ -283,9 +284,13 @@ class Shell(SessionListener):
     async def on_event(self, session: Session, event: ServerEvent) -> None:
         if "after_receive" in self.plugins.active:
             await self.plugins.call("after_receive", {"event": event, "session": session})
-        if not (isinstance(event, Join) and session.state is not State.CONNECTED):
-            # A join refused during the handshake is reported once, as the connect error.
-            self.view.event(event)
+        if isinstance(event, Join) and session.state is not State.CONNECTED:
+            return  # a join refused during the handshake is reported once, as the error
+        if isinstance(event, TimeoutWarning):
+            action = "keeping the session alive" if session.options.keep_alive else "/keep to stay"
+            self.notice(f"inactivity warning: the session will time out soon; {action}", "warn")
+            return
+        self.view.event(event)
 
     def _repeat_greeting(self, session: Session, turn: Turn) -> bool:
         # After a reconnect the server greets again; one "reconnected" line says enough.
@@ -303,7 +308,9 @@ class Shell(SessionListener):
 
     async def on_turn_complete(self, session: Session, turn: Turn) -> None:
         self._labelled.discard(id(turn))
-        if turn.outcome in ("last", "choice"):
+        if self._repeat_greeting(session, turn):
+            pass  # not shown, so its suggestions must not replace the ones on screen
+        elif turn.outcome in ("last", "choice"):
             self.suggestions = list(turn.suggestions)
         elif turn.message_id != GREETING_ID and turn.outcome != "cancelled":
             self.last_failed = turn

@@ -88,7 +88,7 @@ def raw_command(ctx: Context, arg: str) -> None:
         raise CommandError("usage: /raw on|off")
     view = ctx.shell.view
     view.raw = (not view.raw) if value == "" else value == "on"
-    ctx.print(f"raw frames {'on' if view.raw else 'off'} (secrets are redacted)")
+    ctx.print("raw frames on (secrets are redacted)" if view.raw else "raw frames off")
 
 
 def clear_command(ctx: Context, arg: str) -> None:

@@ -93,11 +93,16 @@ def launch(url: str) -> None:
             start_new_session=True,
         )
         return
-    import threading
     import webbrowser
 
-    # webbrowser may run a console browser and block: keep it off the event loop.
-    threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+    try:
+        browser = webbrowser.get()
+    except webbrowser.Error:
+        raise OSError("no default handler found; open the URL yourself") from None
+    if not isinstance(browser, webbrowser.BackgroundBrowser):
+        # A console browser would fight the prompt for the terminal.
+        raise OSError("no graphical handler found; open the URL yourself")
+    browser.open(url)
 
 
 def target_path(path: str, url: str) -> Path:
