@@ -97,3 +97,12 @@ def test_serve_rejects_bad_numbers_in_one_line(args: list[str], tmp_path: Path) 
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_a_missing_plugins_dir_is_a_warning_not_silence(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*UNITH_SHELL, "--local", "--plugins-dir", str(tmp_path / "nope"), "-m", "hi"],
+        capture_output=True, text=True, env=cli_env(tmp_path), timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0
+    assert f"--plugins-dir {tmp_path / 'nope'}: no such folder" in result.stderr

@@ -101,7 +101,11 @@ class Shell(SessionListener):
     # ---- start and stop -----------------------------------------------------------------------
 
     def load_plugins(self) -> None:
-        dirs = [self.paths.plugins_dir, *(Path(d).expanduser() for d in self.settings.plugins_dirs)]
+        given = [Path(d).expanduser() for d in self.settings.plugins_dirs]
+        for folder in given:
+            if not folder.is_dir():  # a folder asked for by name should exist
+                self.notice(f"--plugins-dir {folder}: no such folder", level="warn")
+        dirs = [self.paths.plugins_dir, *given]
         self.plugins.load_all(
             env=self.env,
             plugins_dirs=dirs,
