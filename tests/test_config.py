@@ -443,3 +443,10 @@ def test_import_stays_light(tmp_path: Path) -> None:
         check=True,
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_a_mistyped_profiles_table_suggests_profiles(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[profile.work]\norg = "x"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"unknown key 'profile' \(did you mean 'profiles'\?\)"):
+        load_settings({}, env={}, config_file=config)

@@ -538,3 +538,10 @@ async def test_an_internal_error_is_one_line_and_the_shell_goes_on(
         await repl.reply_to("after")
         assert repl.sent_texts() == ["after"]
         assert not repl.task.done() if repl.task else False
+
+
+async def test_a_bad_prompt_template_is_reported_once(server: LocalServer) -> None:
+    shell, lines = make_shell(server, prompt="{bogus}> ")
+    async with running(shell, lines, server) as repl:
+        await repl.wait_output("prompt template '{bogus}> ' is invalid")
+        assert len([line for line in repl.lines if "prompt template" in line]) == 1

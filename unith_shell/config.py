@@ -440,7 +440,8 @@ class _ConfigFile:
 def _suggest(key: str) -> str:
     import difflib  # only on the error path
 
-    close = difflib.get_close_matches(key.replace("-", "_"), sorted(_FILE_KEYS), n=1)
+    candidates = sorted({*_FILE_KEYS, "profiles", "default_profile"})
+    close = difflib.get_close_matches(key.replace("-", "_"), candidates, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

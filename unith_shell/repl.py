@@ -187,6 +187,10 @@ async def run_repl(shell: Shell) -> int:
 
     shell.on_change = invalidate
     shell.clear_screen = clear
+    try:
+        settings.prompt.format(head="", org="", alias="")
+    except (KeyError, IndexError, ValueError) as exc:
+        shell.notice(f"prompt template {settings.prompt!r} is invalid ({exc!r}); using the default")
     with _above_prompt():
         shell.load_plugins()
         # Connect while the prompt is being built: the greeting arrives above it.
