@@ -1,5 +1,5 @@
 """Hook dispatch: ``Plugins.call`` cost per plugin per call (0, 1, 10 no-op plugins), pluggy's
-own dispatch as the reference, and the ``plugins.has()`` short-circuit for a hook nobody
+own dispatch as the reference, and the ``hook in plugins.active`` short-circuit for a hook nobody
 implements vs a bare function call."""
 
 from __future__ import annotations

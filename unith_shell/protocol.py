@@ -16,9 +16,6 @@ from typing import Any
 # which suggests the server tags them input_message_id -1 [I].
 GREETING_ID = -1
 
-#: Events that end the wait for the turn in flight even without an ``is_last`` part.
-ENDING_EVENTS = frozenset({"unith_nlp_exception", "conversation_end", "timeout"})
-
 #: Keys whose values are secrets and must never be shown or logged.
 SECRET_KEYS = frozenset({"token", "access_token", "api_key", "password", "authorization"})
 
