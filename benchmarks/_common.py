@@ -183,6 +183,31 @@ def ws_url(base_url: str, org: str = "unith", head: str = "aiko") -> str:
     return f"{base_url.replace('http', 'ws', 1)}/api/v2/switch/{org}/{head}"
 
 
+def start_wscat(base_url: str) -> tuple[dict[str, Any], subprocess.Popen[bytes]]:
+    """Log in over plain urllib (as the raw client does) and start wscat on the switch socket.
+
+    Returns the ``/token`` answer (wscat cannot log in itself) and the process, its stdin and
+    stdout pipes open. The caller sends the handshake and stops the process.
+    """
+    import json
+    import urllib.parse
+    import urllib.request
+
+    body = urllib.parse.urlencode({"username": "anonymous", "password": "Password1"}).encode()
+    with urllib.request.urlopen(base_url + "/token", data=body, timeout=10) as response:
+        creds: dict[str, Any] = json.load(response)
+    exe = shutil.which("wscat")
+    assert exe is not None
+    proc = subprocess.Popen(
+        [exe, "--no-color", "-c", ws_url(base_url)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    return creds, proc
+
+
 def proc_memory(pid: int) -> dict[str, float]:
     """VmHWM (peak RSS) and VmRSS of a live process, in MiB (Linux /proc)."""
     out: dict[str, float] = {}

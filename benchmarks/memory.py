@@ -21,9 +21,9 @@ from _common import (
     median,
     proc_memory,
     server_process,
+    start_wscat,
     temp_dir,
     write_all,
-    ws_url,
 )
 
 REPLY = b"Thanks for telling me"
@@ -139,20 +139,7 @@ def raw_client(base_url: str) -> float:
 
 
 def wscat(base_url: str) -> float:
-    import urllib.parse
-    import urllib.request
-
-    body = urllib.parse.urlencode({"username": "anonymous", "password": "Password1"}).encode()
-    with urllib.request.urlopen(base_url + "/token", data=body, timeout=10) as response:
-        creds = json.load(response)
-    exe = shutil.which("wscat")
-    assert exe is not None
-    proc = subprocess.Popen(
-        [exe, "--no-color", "-c", ws_url(base_url)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    creds, proc = start_wscat(base_url)
     assert proc.stdin is not None and proc.stdout is not None
     try:
         reader = LineReader(proc.stdout.fileno())

@@ -11,8 +11,6 @@ import json
 import shutil
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,9 +27,9 @@ from _common import (
     median,
     percentile,
     server_process,
+    start_wscat,
     temp_dir,
     write_all,
-    ws_url,
 )
 
 TURN_MARKER = b'"event": "unith_shell.turn"'
@@ -187,17 +185,7 @@ def wscat_run(base_url: str, n: int, warmup: int) -> Run:
     The driver's own reads and writes are in the measured time (wscat cannot run the exchange
     by itself), so this slightly favours the other variants.
     """
-    wscat = shutil.which("wscat")
-    assert wscat is not None
-    body = urllib.parse.urlencode({"username": "anonymous", "password": "Password1"}).encode()
-    with urllib.request.urlopen(base_url + "/token", data=body, timeout=10) as response:
-        creds = json.load(response)
-    proc = subprocess.Popen(
-        [wscat, "--no-color", "-c", ws_url(base_url)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    creds, proc = start_wscat(base_url)
     assert proc.stdin is not None and proc.stdout is not None
     marker = b'"is_last":true'
     try:
