@@ -162,7 +162,6 @@ class Session:
         self.timed_out = False
         #: Set after ``conversation_end``: the next message starts a new conversation.
         self.ended = False
-        self.warning_pending = False
         self._next_id = 0
         self._ws: ClientConnection | None = None
         self._outbox: deque[_Outgoing] = deque()
@@ -619,8 +618,7 @@ class Session:
             self._sending = False
         self._next_id += 1
         if turn is None:
-            self.warning_pending = False
-            return True
+            return True  # a keep_session: no turn to wait for
         turn.message_id = message.id
         turn.sent_at = time.monotonic()
         self.turns[message.id] = turn
@@ -704,10 +702,8 @@ class Session:
             if not event.granted:
                 self.timed_out = True
                 await self._fail_inflight(event.event, "the session timed out")
-        elif isinstance(event, TimeoutWarning):
-            self.warning_pending = True
-            if self.options.keep_alive:
-                await self.keep_session()
+        elif isinstance(event, TimeoutWarning) and self.options.keep_alive:
+            await self.keep_session()
         return event
 
     def _turn_for(self, message_id: int | None, during_handshake: bool) -> Turn | None:
