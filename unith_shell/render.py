@@ -24,19 +24,19 @@ from unith_shell.protocol import (
     UnknownEvent,
     redact,
 )
+from unith_shell.sanitize import sanitize, sanitize_block
 
 Write = Callable[[str], None]
 
-# C0 and C1 controls (ESC, BEL, NUL, CSI, ...) except newline and tab.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # V2 escapes HTML but re-allows <br />; we turn it into a line break [C-V2].
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
 def escape_text(text: str) -> str:
-    """Make server text safe to print: control characters and escapes become visible."""
-    text = _BR.sub("\n", text).replace("\r\n", "\n")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Server text for a person: ``<br />`` as a line break, then through the one gate
+    (:func:`unith_shell.sanitize.sanitize_block`): newlines stay, every control, ESC, C1 and
+    bidi/zero-width character becomes visible."""
+    return sanitize_block(_BR.sub("\n", text))
 
 
 @dataclass(slots=True)
@@ -193,4 +193,4 @@ def raw_line(data: str | bytes, limit: int = 2000) -> str:
         text = json.dumps(redact(obj), ensure_ascii=False)
     if len(text) > limit:
         text = text[:limit] + f"... ({len(text)} chars)"
-    return escape_text(text)
+    return sanitize(text)
