@@ -41,9 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="unith-shell",
         description="Chat with a Unith digital human from the terminal.",
         epilog=(
-            "Other commands: 'unith-shell serve [--host H] [--port N]' runs the local Unith "
-            "server; 'unith-shell plugins [--json]' lists plugins. Without a terminal on "
-            "stdin (or with -m), each input line is a message and replies go to stdout."
+            "Other commands: 'unith-shell serve [--host H] [--port N] [--recordings DIR]' "
+            "runs the local Unith server; 'unith-shell plugins [--json]' lists plugins; "
+            "'unith-shell replay FILE' sends a recording again and compares; 'unith-shell "
+            "diff A B' compares two recordings. Without a terminal on stdin (or with -m), "
+            "each input line is a message and replies go to stdout."
         ),
     )
     add = parser.add_argument
@@ -79,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TEXT",
         help="send TEXT (repeatable), print the replies and exit",
     )
+    add(
+        "--record",
+        metavar="FILE",
+        help="-m and pipe mode: record every frame to FILE (see docs/recordings.md)",
+    )
+    from unith_shell.recordings.cli import add_served_options
+
+    add_served_options(parser)  # --recordings, --speed, --match (with --local)
     add("--prompt", help="prompt template; {head}, {org}, {alias} (default '{head}> ')")
     add(
         "--no-history",
@@ -150,6 +160,9 @@ def build_serve_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="send timeout_warning after this much inactivity",
     )
+    from unith_shell.recordings.cli import add_served_options
+
+    add_served_options(parser)
     return parser
 
 
@@ -178,8 +191,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(argv[1:])
     if argv and argv[0] == "plugins":
         return list_plugins(argv[1:], env)
+    if argv and argv[0] in ("replay", "diff"):
+        from unith_shell.recordings import cli as recordings_cli
+
+        run = recordings_cli.replay_main if argv[0] == "replay" else recordings_cli.diff_main
+        return run(argv[1:], env)
     try:
-        _, loaded = resolve(argv, env)
+        args, loaded = resolve(argv, env)
     except Exception as exc:
         from unith_shell.config import ConfigError
 
@@ -202,26 +220,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     # No stdin at all (``<&-``) is read as empty input.
     has_tty = sys.stdin is not None and sys.stdin.isatty()
     interactive = not settings.messages and not settings.json and has_tty
+    if args.record is not None and interactive:
+        print(
+            "unith-shell: error: --record works with -m and pipe mode; in the shell, "
+            "/log on FILE records (see --help)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.recordings is not None and not settings.local:
+        print(
+            "unith-shell: error: --recordings needs --local (or 'unith-shell serve "
+            "--recordings DIR') (see --help)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
-        return _run(settings, env, interactive)
+        return _run(settings, env, interactive, args)
     except KeyboardInterrupt:
         return 130
 
 
-def _run(settings: Settings, env: dict[str, str], interactive: bool) -> int:
+def _run(
+    settings: Settings, env: dict[str, str], interactive: bool, args: argparse.Namespace
+) -> int:
     from unith_shell.config import paths
 
     async def go() -> int:
         server = None
         if settings.local:
-            from unith_shell.api import DEFAULT_PASSWORD
-            from unith_shell.server import LocalServer, ServerConfig
+            from unith_shell.recordings.cli import start_local_server
 
-            # The in-process server accepts the password the shell will log in with.
-            custom = settings.password if settings.password != DEFAULT_PASSWORD else None
-            server = LocalServer(ServerConfig(password=custom))
-            await server.start()
-            settings.base_url = server.base_url
+            # The in-process server accepts the password the shell will log in with, and
+            # serves --recordings DIR as recorded/<name>.
+            server = await start_local_server(settings, args)
+            if server is None:
+                return EXIT_USAGE
         try:
             if interactive:
                 from unith_shell.repl import run_repl
@@ -230,7 +263,7 @@ def _run(settings: Settings, env: dict[str, str], interactive: bool) -> int:
                 return await run_repl(Shell(settings, paths(env), env=env))
             from unith_shell.pipe import run_pipe
 
-            return await run_pipe(settings, paths(env))
+            return await run_pipe(settings, paths(env), record=args.record)
         finally:
             if server is not None:
                 await server.stop()
@@ -265,10 +298,20 @@ def _asyncio_run(coro: Any) -> int:
 
 def serve(argv: Sequence[str]) -> int:
     args = build_serve_parser().parse_args(argv)
+    from unith_shell.recordings.cli import server_config
     from unith_shell.server import ServerConfig, serve_forever
 
-    config = ServerConfig(host=args.host, port=args.port, part_delay=args.part_delay,
-                          idle_warning=args.idle_warning)  # fmt: skip
+    config = server_config(
+        ServerConfig(
+            host=args.host,
+            port=args.port,
+            part_delay=args.part_delay,
+            idle_warning=args.idle_warning,
+        ),
+        args,
+    )
+    if config is None:
+        return EXIT_USAGE
     return serve_forever(args.host, args.port, config=config)
 
 

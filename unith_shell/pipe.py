@@ -14,9 +14,10 @@ import os
 import stat
 import sys
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 from typing import Any, TextIO
 
-from unith_shell.commands import split_command
+from unith_shell.commands import CommandError, split_command
 from unith_shell.config import Paths, Settings
 from unith_shell.protocol import GREETING_ID, ResponsePart, ServerEvent, Turn, redact
 from unith_shell.render import View, escape_text, raw_line
@@ -194,6 +195,7 @@ async def run_pipe(
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
+    record: str | None = None,
 ) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
@@ -203,6 +205,15 @@ async def run_pipe(
     await shell.start_plugins()
     session = shell.session
     try:
+        if record is not None:
+            # --record FILE: the /log recorder, on before the handshake so the greeting is in.
+            from unith_shell.builtins.log import record_to
+
+            try:
+                record_to(shell, Path(record).expanduser())
+            except CommandError as exc:
+                view.notice("error", str(exc))
+                return EXIT_USAGE
         if not await _connect(session, view):
             return EXIT_CONNECT
         session.start(connected=True)

@@ -1,6 +1,8 @@
 """``/log on [PATH] | off | show [N] | path | export md PATH``: a JSON Lines transcript.
 
-Every frame sent and received becomes one line::
+The first line is a header (format name and version, client version, head, the base URL's
+host, start time; see :mod:`unith_shell.recordings.format` and docs/recordings.md), then every
+frame sent and received becomes one line::
 
     {"time": "2026-01-01T12:00:00.123+00:00", "direction": "out", "head": "unith/aiko",
      "event": "text", "payload": {...}}
@@ -11,7 +13,9 @@ kept as ``{"text": ...}``, a binary one as ``{"binary_bytes": N}``. Each line is
 it is written, so a shell that is killed loses nothing it had already received.
 
 The default file is per shell run: ``<data dir>/transcripts/<time>-<org>-<head>-<pid>.jsonl``
-(mode 0600 in a 0700 folder). While logging is off, no ``on_frame`` hook is registered at
+(mode 0600 in a 0700 folder). A disconnect is one more line (``direction: "meta"``,
+``event: "disconnect"``), so a replay can cut a turn where the original was cut. While
+logging is off, no ``on_frame`` hook is registered at
 all: the recorder is added to the plugin manager by ``/log on`` and removed by ``/log off``.
 """
 
@@ -31,6 +35,7 @@ from unith_shell.commands import CommandError, Context
 from unith_shell.config import open_private
 from unith_shell.hookspecs import hookimpl
 from unith_shell.protocol import redact
+from unith_shell.recordings.format import disconnect_record, header_record
 
 USAGE = "usage: /log on [PATH] | off | show [N] | path | export md PATH"
 RECORDER = "log-recorder"
@@ -86,6 +91,14 @@ class Recorder:
         self.file.flush()  # per line: a killed shell keeps every line written so far
         self.lines += 1
 
+    @hookimpl
+    def on_disconnect(self, session: Any, reason: str) -> None:
+        opts = session.options
+        record = disconnect_record(self.scrub(reason), f"{opts.org}/{opts.head}")
+        self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.file.flush()
+        self.lines += 1
+
     def close(self) -> None:
         self.file.close()
 
@@ -121,20 +134,35 @@ def _safe(text: str) -> str:
 
 def start(ctx: Context, path_arg: str) -> None:
     state = state_of(ctx)
+    path = Path(path_arg).expanduser() if path_arg else default_path(ctx, state)
+    record_to(ctx.shell, path)
+    ctx.print(f"logging every frame to {path}")
+
+
+def record_to(shell: Any, path: Path) -> Recorder:
+    """Start the recorder on ``shell``, writing to ``path`` (``/log on`` and ``--record``).
+
+    The file starts with a header line (:func:`header_record`); appending to an existing
+    recording adds another header, which readers accept as the start of a new segment.
+    """
+    state = _STATES.setdefault(shell, LogState())
     if state.recorder is not None:
         raise CommandError(f"already logging to {state.recorder.path}; /log off first")
-    path = Path(path_arg).expanduser() if path_arg else default_path(ctx, state)
     try:
         file = open_private(path, "a")
     except OSError as exc:
         raise CommandError(f"cannot open {path}: {exc.strerror or exc}") from None
-    recorder = Recorder(path, file, scrub=ctx.shell.scrub)
-    if not ctx.shell.plugins.add(recorder, RECORDER, source="bundled (/log on)"):
+    recorder = Recorder(path, file, scrub=shell.scrub)
+    opts = shell.session.options
+    header = header_record(f"{opts.org}/{opts.head}", opts.base_url)
+    file.write(json.dumps(header, ensure_ascii=False) + "\n")
+    file.flush()
+    if not shell.plugins.add(recorder, RECORDER, source="bundled (/log on)"):
         file.close()
         raise CommandError("could not start the transcript recorder")
     state.recorder = recorder
     state.last_path = path
-    ctx.print(f"logging every frame to {path}")
+    return recorder
 
 
 def stop(ctx: Context, quiet: bool = False) -> None:

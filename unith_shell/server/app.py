@@ -13,6 +13,7 @@ from aiohttp import web
 from .config import ServerConfig
 from .faults import make_fault
 from .jwt import TokenSigner
+from .recorded import load_recorded_heads
 from .rest import add_routes, json_errors
 from .state import HTTP_FAULT_ROUTES, STATE, ServerState
 from .switch import switch_handler
@@ -35,6 +36,12 @@ class LocalServer:
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config if config is not None else ServerConfig()
         self._state = ServerState(self.config, TokenSigner(self.config.secret))
+        #: One line per recording in ``config.recordings`` that could not be served.
+        self.recording_problems: list[str] = []
+        if self.config.recordings is not None:
+            self._state.recorded, self.recording_problems = load_recorded_heads(
+                self.config.recordings
+            )
         self._runner: web.AppRunner | None = None
         self.base_url = ""
         self.port = 0
@@ -55,6 +62,11 @@ class LocalServer:
     def open_connections(self) -> int:
         """Switch sockets open right now."""
         return len(self._state.open)
+
+    @property
+    def recorded_heads(self) -> list[str]:
+        """The ``recorded/<name>`` heads served from ``config.recordings``."""
+        return sorted(self._state.recorded)
 
     @property
     def logins(self) -> int:

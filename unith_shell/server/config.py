@@ -30,3 +30,7 @@ class ServerConfig:
     reply_video_size: int = 32_000  # bytes of each generated reply "mp4"
     secret: bytes | None = None  # JWT signing key; None = random per server
     password: str | None = None  # accept this password instead of the public "Password1"
+    #: A directory of recordings served as heads ``recorded/<name>`` (see server/recorded.py).
+    recordings: str | None = None
+    recording_speed: float = 1.0  # recorded delays times this (0 = no delays)
+    recording_match: str = "order"  # order | text | similar

@@ -9,7 +9,7 @@ from http import HTTPStatus
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .heads import HEADS, Head, find_head
+from .heads import HEADS, Head
 from .media import CONTENT_TYPE, fake_mp4
 from .state import STATE, ServerState
 
@@ -37,7 +37,7 @@ def forced_status(state: ServerState, route: str) -> web.Response | None:
 
 def _head_or_404(request: web.Request) -> Head | web.Response:
     org, head_id = request.match_info["org"], request.match_info["head"]
-    head = find_head(org, head_id)
+    head = request.app[STATE].find_head(org, head_id)
     if head is None:
         return detail(404, f"Head not found: {org}/{head_id}")
     return head
@@ -138,7 +138,11 @@ async def media(request: web.Request) -> web.Response:
 async def index(request: web.Request) -> web.Response:
     """Not an upstream route: lists what this server offers, for a person poking at it."""
     return web.json_response(
-        {"server": "unith-shell local server", "heads": sorted(HEADS), "password": PASSWORD}
+        {
+            "server": "unith-shell local server",
+            "heads": sorted([*HEADS, *request.app[STATE].recorded]),
+            "password": PASSWORD,
+        }
     )
 
 

@@ -12,9 +12,11 @@ from aiohttp import web
 
 from .config import ServerConfig
 from .faults import FaultSpec
+from .heads import Head, find_head
 from .jwt import TokenSigner
 
 if TYPE_CHECKING:
+    from .recorded import RecordedHead
     from .switch import Connection
 
 #: Routes whose HTTP status a test may force with ``set_http_fault``.
@@ -32,7 +34,16 @@ class ServerState:
     fault: FaultSpec | None = None
     http_faults: dict[str, int] = field(default_factory=dict)
     open: set[Connection] = field(default_factory=set)
+    #: ``recorded/<name>`` heads by key (server/recorded.py), loaded from config.recordings.
+    recorded: dict[str, RecordedHead] = field(default_factory=dict)
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+    def find_head(self, org: str, head_id: str) -> Head | None:
+        """A built-in head, or a recording served as one."""
+        head = find_head(org, head_id)
+        if head is None and (entry := self.recorded.get(f"{org}/{head_id}")) is not None:
+            head = entry.head
+        return head
 
     def record(self, frame: dict[str, Any]) -> None:
         self.received.append(frame)

@@ -18,8 +18,9 @@ from unith_shell.protocol import redact
 
 from .faults import FaultSpec, TurnContext, make_fault, normal
 from .frames import FrameBuilder
-from .heads import Head, find_head
+from .heads import Head
 from .jwt import InvalidToken
+from .recorded import respond as respond_recorded
 from .rest import forced_status
 from .state import STATE, ServerState
 
@@ -75,7 +76,7 @@ class Connection:
     # -- session --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        head = find_head(self.org, self.head_id)
+        head = self.state.find_head(self.org, self.head_id)
         if head is None:
             await self.close(1008, f"Head not found: {self.org}/{self.head_id}")  # [I]
             return
@@ -87,7 +88,16 @@ class Connection:
             if builder is None:
                 return
             queue: asyncio.Queue[Json] = asyncio.Queue()
-            tasks.append(asyncio.create_task(self._respond(head, builder, queue)))
+            recorded = self.state.recorded.get(head.key)
+            config = self.state.config
+            responder = (
+                respond_recorded(
+                    self, recorded, builder, queue, config.recording_speed, config.recording_match
+                )
+                if recorded is not None
+                else self._respond(head, builder, queue)
+            )
+            tasks.append(asyncio.create_task(responder))
             idle = self._idle_timing()
             self.last_activity = asyncio.get_running_loop().time()  # the idle clock starts now
             if idle is not None:
