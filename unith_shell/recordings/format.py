@@ -252,15 +252,23 @@ def split_turns(frames: list[Frame]) -> tuple[list[Frame], list[RecordedTurn]]:
     greeting: list[Frame] = []
     turns: list[RecordedTurn] = []
     current: RecordedTurn | None = None
+    ended = False  # conversation_end or timeout seen on this connection: the client closes
     for frame in frames:
         payload = frame.payload
         if frame.direction == "out":
             if frame.event == "handshake":
+                ended = False
                 if current is None:
                     greeting = []
                 else:
                     current.closed = True  # a reconnect: later frames belong to no turn
             elif frame.event == "text" and isinstance(payload, dict):
+                if current is not None and payload.get("id") == current.message_id:
+                    # The same message again after a reconnect (it was queued when the
+                    # connection ended): the same turn, timed from this send.
+                    current.closed = False
+                    current.sent = frame.time
+                    continue
                 text = payload.get("text")
                 user_id = payload.get("user_id")
                 if turns:
@@ -276,6 +284,10 @@ def split_turns(frames: list[Frame]) -> tuple[list[Frame], list[RecordedTurn]]:
                 turns.append(current)
                 current.picked = current.user in previous
             continue  # keep_session and other client frames belong to no reply
+        if frame.direction == "in" and frame.event in ("conversation_end", "timeout"):
+            ended = True
+        if frame.direction == "meta" and ended:
+            continue  # the client closing after conversation_end/timeout, as it always does
         if current is None:
             if frame.direction == "in":
                 greeting.append(frame)

@@ -58,8 +58,11 @@ Json = dict[str, Any]
 class RecordedHead:
     head: Head
     recording: Recording
-    #: user id -> index of the next turn (order matching) / turns used (text matching).
-    positions: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    #: user id -> (index of the next turn, the last message id, the turn it got): the
+    #: position in the recording, and what a message sent again after a reconnect gets.
+    positions: OrderedDict[str, tuple[int, Any, RecordedTurn | None]] = field(
+        default_factory=OrderedDict
+    )
 
 
 def _name(stem: str) -> str:
@@ -107,15 +110,19 @@ def load_recorded_heads(directory: str | Path) -> tuple[dict[str, RecordedHead],
 # -- matching -----------------------------------------------------------------------------
 
 
-def match_turn(entry: RecordedHead, client: str, text: str, mode: str) -> RecordedTurn | str:
+def match_turn(
+    entry: RecordedHead, client: str, text: str, mode: str, message_id: Any = None
+) -> RecordedTurn | str:
     """The recorded turn answering ``text``, or a one-line reason why none does."""
     turns = entry.recording.turns
     if not turns:
         return "the recording has no user turns"
-    position = entry.positions.pop(client, 0)
-    entry.positions[client] = position  # most recently used last
+    position, last_id, last_turn = entry.positions.pop(client, (0, None, None))
+    entry.positions[client] = (position, last_id, last_turn)  # most recently used last
     while len(entry.positions) > _MAX_CLIENTS:
         entry.positions.popitem(last=False)
+    if last_turn is not None and message_id is not None and message_id == last_id:
+        return last_turn  # the same message again (a client re-sends after a reconnect)
     found: RecordedTurn | None = None
     if mode == "order":
         if position >= len(turns):
@@ -137,7 +144,7 @@ def match_turn(entry: RecordedHead, client: str, text: str, mode: str) -> Record
             more = ", ..." if len(ordered) > 5 else ""
             how = "exact text" if mode == "text" else f"similarity >= {SIMILAR_THRESHOLD}"
             return f"no recorded turn matches by {how}; expected one of: {expected}{more}"
-    entry.positions[client] = found.number  # numbers are 1-based: the next index
+    entry.positions[client] = (found.number, message_id, found)  # number = next index
     return found
 
 
@@ -187,7 +194,7 @@ async def answer(
     text = message.get("text")
     text = text if isinstance(text, str) else ""
     client = str(message.get("user_id", ""))
-    found = match_turn(entry, client, text, mode)
+    found = match_turn(entry, client, text, mode, message_id=message.get("id"))
     echo = builder.echo(message)
     if isinstance(found, str):
         await conn.send(echo)
