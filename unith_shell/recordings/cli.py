@@ -106,7 +106,7 @@ def diff_main(argv: Sequence[str], env: dict[str, str]) -> int:
     add_compare_options(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per turn")
     args = parser.parse_args(argv)
-    from unith_shell.recordings.diff import compare, diff_json, painter, render_turn, summary_line
+    from unith_shell.recordings.diff import compare
     from unith_shell.recordings.format import RecordingError, load
 
     try:
@@ -116,6 +116,22 @@ def diff_main(argv: Sequence[str], env: dict[str, str]) -> int:
         return EXIT_TROUBLE
     opts = options_of(args)
     diffs = compare(first, second, opts)
+    status = EXIT_SAME if all(d.equal for d in diffs) else EXIT_DIFFERENT
+    try:
+        _print_diff(args, first, second, diffs, opts, env)
+    except BrokenPipeError:
+        # The reader went away (``| head``): the status still says equal or not.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return status
+
+
+def _print_diff(
+    args: Any, first: Any, second: Any, diffs: Any, opts: DiffOptions, env: dict[str, str]
+) -> None:
+    from unith_shell.recordings.diff import diff_json, painter, render_turn, summary_line
+
     if args.json:
         for diff in diffs:
             print(json_line(diff_json(diff)))
@@ -127,7 +143,7 @@ def diff_main(argv: Sequence[str], env: dict[str, str]) -> int:
             for line in render_turn(diff, opts, paint):
                 print(line)
         print(summary_line(diffs))
-    return EXIT_SAME if all(d.equal for d in diffs) else EXIT_DIFFERENT
+    sys.stdout.flush()
 
 
 def _replay_parser() -> Any:

@@ -99,6 +99,17 @@ def compare_turns(
     return diff
 
 
+def greeting_diff(a: Recording, b: Recording, opts: DiffOptions) -> TurnDiff | None:
+    """The greetings compared (text and suggestions), when both recordings have one."""
+    ga, gb = _greeting(a), _greeting(b)
+    if ga is None or gb is None:
+        return None
+    greeting = compare_turns(0, ga, gb, opts)
+    # Only the text and suggestions of a greeting are compared: it has no timing.
+    greeting.changed = [c for c in greeting.changed if c in ("text", "suggestions")]
+    return greeting
+
+
 def _greeting(recording: Recording) -> RecordedTurn | None:
     texts = [t for t in recording.greeting_texts if t]
     if not texts:
@@ -111,13 +122,8 @@ def _greeting(recording: Recording) -> RecordedTurn | None:
 
 def compare(a: Recording, b: Recording, opts: DiffOptions) -> list[TurnDiff]:
     """One :class:`TurnDiff` per turn (the greeting first, when both recorded one)."""
-    diffs: list[TurnDiff] = []
-    ga, gb = _greeting(a), _greeting(b)
-    if ga is not None and gb is not None:
-        greeting = compare_turns(0, ga, gb, opts)
-        # Only the text and suggestions of a greeting are compared: it has no timing.
-        greeting.changed = [c for c in greeting.changed if c in ("text", "suggestions")]
-        diffs.append(greeting)
+    greeting = greeting_diff(a, b, opts)
+    diffs: list[TurnDiff] = [] if greeting is None else [greeting]
     for index in range(max(len(a.turns), len(b.turns))):
         ta = a.turns[index] if index < len(a.turns) else None
         tb = b.turns[index] if index < len(b.turns) else None
@@ -162,9 +168,8 @@ def _ms(value: float | None) -> str:
 
 
 def _ratio(a: float | None, b: float | None) -> str:
-    if a is None or b is None or a <= 0:
-        return ""
-    return f" x{b / a:.2f}"
+    value = _raw_ratio(a, b)
+    return "" if value is None else f" x{value:.2f}"
 
 
 def latency_text(a: RecordedTurn, b: RecordedTurn) -> str:
@@ -228,8 +233,8 @@ def _turn_json(turn: RecordedTurn | None) -> dict[str, Any] | None:
         "suggestions": turn.suggestions,
         "events": turn.events,
         "parts": turn.parts,
-        "first_latency": turn.first_latency,
-        "last_latency": turn.last_latency,
+        "first_latency": None if turn.first_latency is None else round(turn.first_latency, 3),
+        "last_latency": None if turn.last_latency is None else round(turn.last_latency, 3),
     }
 
 
@@ -252,7 +257,10 @@ def diff_json(diff: TurnDiff) -> dict[str, Any]:
 
 
 def _raw_ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None or a <= 0 else round(b / a, 4)
+    """B/A, when both are at least a millisecond (recorded times have millisecond steps)."""
+    if a is None or b is None or a < 0.001 or b < 0.001:
+        return None
+    return round(b / a, 4)
 
 
 def summary_line(diffs: list[TurnDiff]) -> str:

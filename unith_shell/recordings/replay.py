@@ -25,6 +25,7 @@ from unith_shell.recordings.diff import (
     DiffOptions,
     compare,
     compare_turns,
+    greeting_diff,
     painter,
     render_turn,
     summary_line,
@@ -98,6 +99,12 @@ async def replay(
         if not await _connect(session, view):
             return EXIT_CONNECT
         session.start(connected=True)
+        await _settle()
+        with contextlib.suppress(RecordingError):
+            greeting = greeting_diff(original, load(record_path), opts)
+            if greeting is not None:
+                for line in render_turn(greeting, opts, paint):
+                    say(line)
         limit = settings.timeout * 2 + settings.connect_timeout
         for index, recorded in enumerate(original.turns):
             text = recorded.user
