@@ -216,7 +216,10 @@ async def test_log_writes_redacted_json_lines_of_every_frame(
     await h.say("log me")
     await h.run("/head kai")  # the new handshake carries the token and the api key
     await h.say("und mich")
-    records = read_jsonl(path)
+    header, *records = read_jsonl(path)
+    # The first line is the recording header (docs/recordings.md): the head and host only.
+    assert header["format"] == "unith-shell-recording" and header["version"] == 1
+    assert header["head"] == "unith/aiko" and header["host"] == "127.0.0.1"
     frames = [
         (args["direction"], args["data"])
         for name, args in h.shell.plugins.pm.get_plugin("recorder").CALLS
@@ -254,7 +257,7 @@ async def test_log_writes_redacted_json_lines_of_every_frame(
     assert off[0].startswith(f"logging off ({len(records)} frame(s) written")
     assert "log-recorder" not in h.shell.plugins.infos
     await h.say("not logged")
-    assert len(read_jsonl(path)) == len(records)
+    assert len(read_jsonl(path)) == len(records) + 1
 
 
 async def test_log_to_a_chosen_path_and_usage(make: Make, tmp_path: Path) -> None:
