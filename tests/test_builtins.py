@@ -270,7 +270,7 @@ async def test_log_to_a_chosen_path_and_usage(make: Make, tmp_path: Path) -> Non
     assert h.shell.plugins.has("on_frame")
     await h.say("to a file")
     assert (await h.run("/log on"))[0].startswith("error: /log: already logging")
-    assert any(r["payload"].get("text") == "to a file" for r in read_jsonl(target))
+    assert any(r["payload"].get("text") == "to a file" for r in read_jsonl(target)[1:])
     assert (await h.run("/log sideways"))[0].startswith("error: /log: usage:")
     await h.shell.stop()  # shell_exit closes the file and removes the recorder
     assert not h.shell.plugins.has("on_frame")
@@ -307,7 +307,8 @@ def test_log_survives_sigkill(tmp_path: Path) -> None:
     assert proc.returncode == -signal.SIGKILL
     raw = log.read_text(encoding="utf-8")
     assert raw.endswith("\n")
-    records = [json.loads(line) for line in raw.splitlines()]  # every line parses
+    header, *records = [json.loads(line) for line in raw.splitlines()]  # every line parses
+    assert header["format"] == "unith-shell-recording"
     texts = [r["payload"].get("text", "") for r in records]
     assert "first message" in texts
     assert any("You said “first message”" in t for t in texts)
