@@ -430,3 +430,38 @@ async def test_scenario_from_a_recording(server: LocalServer, tmp_path: Path) ->
     assert bye["pick"] == "Goodbye" and bye["expect"]["event"] == "conversation_end"
     assert bye["expect"]["similar"]["text"].startswith("You said “Goodbye”")
     assert error == {"user": "error", "expect": {"event": "unith_nlp_exception"}}
+
+
+def test_the_repl_talks_to_a_recorded_head(tmp_path: Path, shell_home: Path) -> None:
+    """``unith-shell --local --recordings DIR --org recorded --head NAME`` in a real terminal."""
+    import pexpect
+
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    made = run_cli(
+        ["--local", "-m", "hello", "-m", "menu", "--record", str(recordings / "chat.jsonl")],
+        shell_home,
+    )
+    assert made.returncode == 0, made.stderr
+    child = pexpect.spawn(
+        UNITH_SHELL[0],
+        [*UNITH_SHELL[1:], "--local", "--recordings", str(recordings), "--org", "recorded",
+         "--head", "chat", "--speed", "0"],
+        env=cli_env(shell_home), dimensions=(30, 100), encoding="utf-8", timeout=15,
+    )  # fmt: skip
+    try:
+        child.expect_exact("Hi, I'm Aiko, a digital human on your local Unith server.")
+        child.expect_exact("chat>")
+        child.send("something else entirely\r")
+        child.expect_exact("You said “hello”. Thanks for telling me!")  # the recorded turn 1
+        child.expect_exact("chat>")
+        child.send("and again\r")
+        child.expect_exact("Here is what you can try:")  # the recorded turn 2: a choice
+        child.expect_exact("chat>")
+        child.send("\x04")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
