@@ -465,3 +465,22 @@ def test_the_repl_talks_to_a_recorded_head(tmp_path: Path, shell_home: Path) -> 
     finally:
         if child.isalive():
             child.terminate(force=True)
+
+
+async def test_log_show_and_export_skip_the_header_and_name_a_disconnect(
+    make: Make, server: LocalServer, tmp_path: Path
+) -> None:
+    h = await make()
+    path = tmp_path / "cut.jsonl"
+    await h.run(f"/log on {path}")
+    await h.say("hello")
+    await server.drop_all(1011)
+    await h.wait_for(lambda: "disconnect" in path.read_text(encoding="utf-8"))
+    shown = await h.run("/log show 100")
+    assert not any("null" in line or "format" in line for line in shown), shown
+    assert any(" -- disconnect: " in line for line in shown), shown
+    markdown = tmp_path / "cut.md"
+    await h.run(f"/log export md {markdown}")
+    text = markdown.read_text(encoding="utf-8")
+    assert " disconnected_" in text and "unreadable" not in text
+    assert load(path).turns[0].user == "hello"

@@ -227,6 +227,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if args.recordings is None and (args.speed is not None or args.match is not None):
+        print(
+            "unith-shell: error: --speed and --match need --recordings DIR (see --help)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if args.recordings is not None and not settings.local:
         print(
             "unith-shell: error: --recordings needs --local (or 'unith-shell serve "

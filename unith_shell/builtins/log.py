@@ -187,7 +187,7 @@ def _current(ctx: Context) -> Path:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Every complete line of a transcript (a torn last line is skipped)."""
+    """Every complete frame line of a transcript (a torn last line and headers skipped)."""
     records = []
     try:
         with path.open(encoding="utf-8") as fh:
@@ -196,7 +196,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
                     obj = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(obj, dict):
+                if isinstance(obj, dict) and "format" not in obj:  # not a header line
                     records.append(obj)
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -205,7 +205,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 def summary(record: dict[str, Any], width: int = 100) -> str:
     when = str(record.get("time", ""))[11:19]
-    arrow = "->" if record.get("direction") == "out" else "<-"
+    arrow = {"out": "->", "meta": "--"}.get(str(record.get("direction")), "<-")
     payload = record.get("payload")
     text = ""
     if isinstance(payload, dict) and isinstance(payload.get("text"), str):
@@ -244,6 +244,10 @@ def to_markdown(records: list[dict[str, Any]], title: str) -> str:
         head = str(record.get("head", "head"))
         when = str(record.get("time", ""))[11:19]
         if not isinstance(payload, dict):
+            continue
+        if record.get("direction") == "meta":
+            lines += [f"_{when} disconnected_", ""]
+            speaking = None
             continue
         if record.get("direction") == "out":
             speaking = None
