@@ -343,6 +343,7 @@ def test_serve_recordings_and_replay_over_the_network(tmp_path: Path, shell_home
     original = recordings / "net.jsonl"
     made = run_cli(["--local", "-m", "hello", "-m", "bye", "--record", str(original)], shell_home)
     assert made.returncode == 0, made.stderr
+    (recordings / "old.jsonl").write_text("".join(_lines(FRAME)))
     proc = subprocess.Popen(
         [*UNITH_SHELL, "serve", "--port", "0", "--recordings", str(recordings), "--speed", "0"],
         env=cli_env(shell_home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -357,8 +358,9 @@ def test_serve_recordings_and_replay_over_the_network(tmp_path: Path, shell_home
                          shell_home)  # fmt: skip
     finally:
         proc.terminate()
-        proc.communicate(timeout=10)
+        _, served_err = proc.communicate(timeout=10)
     assert result.returncode == 0, result.stderr
+    assert served_err.count("not serving") == 1 and "old.jsonl: no recording header" in served_err
     assert "turn 2 'bye': same" in result.stdout
     assert f"recording the replay to {target}" in result.stderr
     assert load(target).head == "recorded/net"

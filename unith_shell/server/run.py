@@ -33,6 +33,8 @@ def serve_forever(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         async with LocalServer(settings) as server:
+            for problem in server.recording_problems:  # --recordings DIR: files not served
+                print(f"unith local server: not serving {problem}", file=sys.stderr)
             print_url(f"unith local server on {server.base_url}")
             sys.stdout.flush()  # a parent process may be waiting for this line on a pipe
             await stop.wait()
