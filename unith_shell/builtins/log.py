@@ -48,11 +48,11 @@ def frame_record(direction: str, data: str | bytes, head: str) -> dict[str, Any]
     if isinstance(data, bytes):
         payload = {"binary_bytes": len(data)}
     else:
+        payload = {"text": data}  # not JSON, or JSON null: kept as the raw text
         try:
             obj = json.loads(data)
         except ValueError:
             obj = None
-            payload = {"text": data}
         if obj is not None:
             payload = redact(obj)
             if isinstance(obj, dict):

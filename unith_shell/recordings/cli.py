@@ -18,6 +18,12 @@ from unith_shell.sanitize import json_line, sanitize
 
 EXIT_USAGE = 2
 
+# Only for type checkers: the server (aiohttp) is imported when a mode needs it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from unith_shell.config import Settings
+    from unith_shell.server import LocalServer, ServerConfig
+
 
 def _fraction(text: str) -> float:
     import argparse
@@ -272,7 +278,7 @@ def _default_record_path(folder: Path, org: str, head: str) -> Path:
     return folder / f"{stamp}-replay-{_safe(org)}-{_safe(head)}-{os.getpid()}.jsonl"
 
 
-async def start_local_server(settings: Any, args: Any) -> Any:
+async def start_local_server(settings: Settings, args: Any) -> LocalServer | None:
     """The in-process local server for ``--local`` (with ``--recordings`` served), or None
     after printing why the recordings cannot be served."""
     from unith_shell.api import DEFAULT_PASSWORD
@@ -290,7 +296,7 @@ async def start_local_server(settings: Any, args: Any) -> Any:
     return server
 
 
-def server_config(config: Any, args: Any) -> Any:
+def server_config(config: ServerConfig, args: Any) -> ServerConfig | None:
     """``config`` with ``--recordings``, ``--speed`` and ``--match`` applied (None and a
     printed line when DIR is not a directory or flags are given without it)."""
     recordings = getattr(args, "recordings", None)

@@ -233,6 +233,8 @@ def parse_lines(lines: Iterable[str], source: str) -> Recording:
 def load(path: str | Path) -> Recording:
     """Read a recording file (at most :data:`MAX_BYTES`)."""
     source = str(path)
+    if Path(path).exists() and not Path(path).is_file():
+        raise RecordingError(f"{source}: not a regular file")
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             size = fh.seek(0, 2)

@@ -163,8 +163,10 @@ def no_match_frame(input_id: Any, text: str, reason: str, mode: str) -> Json:
 def _rewrite(frame: Frame, turn: RecordedTurn, message: Json, builder: FrameBuilder) -> Json:
     obj = dict(frame.payload)
     new_id = message.get("id")
-    if obj.get("input_message_id") == turn.message_id:
-        obj["input_message_id"] = new_id
+    answered = obj.get("input_message_id")
+    if answered is not None and str(answered) == str(turn.message_id):
+        # Keep the recorded type: a server that sent ids as strings still does.
+        obj["input_message_id"] = str(new_id) if isinstance(answered, str) else new_id
     if "id" in obj and obj.get("event") in ("text", "response", "choice"):
         obj["id"] = next(builder.ids)
         if isinstance(obj.get("video"), str):
@@ -179,7 +181,7 @@ def _is_echo(frame: Frame, turn: RecordedTurn) -> bool:
         and payload.get("event") in ("text", "response")
         and "input_message_id" not in payload
         and "part_order" not in payload
-        and payload.get("id") == turn.message_id
+        and str(payload.get("id")) == str(turn.message_id)
     )
 
 
