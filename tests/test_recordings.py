@@ -258,6 +258,25 @@ def test_diff_exit_two_and_one_line_for_an_old_format(tmp_path: Path, shell_home
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "version 0 is not supported" in result.stderr
     assert result.stdout == ""
+    replayed = run_cli(["replay", str(old), "--local"], shell_home)
+    assert replayed.returncode == 2 and replayed.stderr.count("\n") == 1
+    assert "version 0 is not supported" in replayed.stderr
+
+
+def test_replay_records_to_a_default_path_it_prints(tmp_path: Path, shell_home: Path) -> None:
+    original = tmp_path / "one.jsonl"
+    assert (
+        run_cli(["--local", "-m", "hello", "--record", str(original)], shell_home).returncode == 0
+    )
+    result = run_cli(["replay", str(original), "--local"], shell_home)
+    assert result.returncode == 0, result.stderr
+    printed = result.stderr.splitlines()[0].removeprefix(
+        "unith-shell replay: recording the replay to "
+    )
+    path = Path(printed)
+    assert path.parent == shell_home / "data" / "transcripts"
+    assert path.name.endswith(".jsonl") and "-replay-unith-aiko-" in path.name
+    assert [t.user for t in load(path).turns] == ["hello"]
 
 
 def test_diff_options_ignore_case_whitespace_and_threshold() -> None:
