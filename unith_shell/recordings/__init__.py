@@ -8,3 +8,7 @@
 
 The local server's ``recorded/<name>`` heads live in :mod:`unith_shell.server.recorded`.
 """
+
+#: How a served recording matches an incoming message to a recorded turn (server/recorded.py).
+#: Here, not in a submodule, so that ``--help`` can list them without importing anything.
+MATCH_MODES = ("order", "text", "similar")

@@ -8,20 +8,25 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-from unith_shell.recordings.diff import EXIT_DIFFERENT, EXIT_SAME, EXIT_TROUBLE, DiffOptions
-from unith_shell.recordings.format import MATCH_MODES
-from unith_shell.sanitize import json_line, sanitize
+from unith_shell.recordings import MATCH_MODES
 
+# Exit statuses as diff(1); the comparison itself is imported only when it runs, so that
+# ``unith-shell --help`` (which lists --recordings, --speed, --match) stays cheap.
+EXIT_SAME = 0
+EXIT_DIFFERENT = 1
+EXIT_TROUBLE = 2
 EXIT_USAGE = 2
 
 # Only for type checkers: the server (aiohttp) is imported when a mode needs it.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+    from typing import Any
+
     from unith_shell.config import Settings
+    from unith_shell.recordings.diff import DiffOptions
     from unith_shell.server import LocalServer, ServerConfig
 
 
@@ -87,6 +92,8 @@ def add_served_options(parser: Any) -> None:
 
 
 def options_of(args: Any) -> DiffOptions:
+    from unith_shell.recordings.diff import DiffOptions
+
     return DiffOptions(
         ignore_latency=args.ignore_latency,
         ignore_case=args.ignore_case,
@@ -102,6 +109,7 @@ def _color(stream: Any, env: dict[str, str]) -> bool:
 
 def diff_main(argv: Sequence[str], env: dict[str, str]) -> int:
     from unith_shell.cli import _parser
+    from unith_shell.sanitize import sanitize
 
     parser = _parser(
         prog="unith-shell diff",
@@ -137,6 +145,7 @@ def _print_diff(
     args: Any, first: Any, second: Any, diffs: Any, opts: DiffOptions, env: dict[str, str]
 ) -> None:
     from unith_shell.recordings.diff import diff_json, painter, render_turn, summary_line
+    from unith_shell.sanitize import json_line, sanitize
 
     if args.json:
         for diff in diffs:
@@ -184,6 +193,10 @@ def _replay_parser() -> Any:
 
 
 def replay_main(argv: Sequence[str], env: dict[str, str]) -> int:
+    from pathlib import Path
+
+    from unith_shell.sanitize import sanitize
+
     args = _replay_parser().parse_args(argv)
     from unith_shell.config import ConfigError, load_settings, paths
     from unith_shell.recordings.format import RecordingError, load
@@ -282,6 +295,7 @@ async def start_local_server(settings: Settings, args: Any) -> LocalServer | Non
     """The in-process local server for ``--local`` (with ``--recordings`` served), or None
     after printing why the recordings cannot be served."""
     from unith_shell.api import DEFAULT_PASSWORD
+    from unith_shell.sanitize import sanitize
     from unith_shell.server import LocalServer, ServerConfig
 
     config = server_config(ServerConfig(), args)
@@ -299,6 +313,10 @@ async def start_local_server(settings: Settings, args: Any) -> LocalServer | Non
 def server_config(config: ServerConfig, args: Any) -> ServerConfig | None:
     """``config`` with ``--recordings``, ``--speed`` and ``--match`` applied (None and a
     printed line when DIR is not a directory or flags are given without it)."""
+    from pathlib import Path
+
+    from unith_shell.sanitize import sanitize
+
     recordings = getattr(args, "recordings", None)
     speed, match = getattr(args, "speed", None), getattr(args, "match", None)
     if recordings is None:

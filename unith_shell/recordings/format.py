@@ -37,8 +37,6 @@ from unith_shell.protocol import (
 
 FORMAT_NAME = "unith-shell-recording"
 FORMAT_VERSION = 1
-#: How a served recording matches an incoming message to a recorded turn (server/recorded.py).
-MATCH_MODES = ("order", "text", "similar")
 #: A recording larger than this is refused before it is read (what a file holds is bounded).
 MAX_BYTES = 64 * 1024 * 1024
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unith_shell.recordings import MATCH_MODES
 from unith_shell.recordings.format import (
-    MATCH_MODES,
     Frame,
     RecordedTurn,
     Recording,
