@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="-m and pipe mode: record every frame to FILE (see docs/recordings.md)",
     )
-    from unith_shell.recordings.cli import add_served_options
+    from unith_shell.recordings import add_served_options
 
     add_served_options(parser)  # --recordings, --speed, --match (with --local)
     add("--prompt", help="prompt template; {head}, {org}, {alias} (default '{head}> ')")
@@ -160,7 +160,7 @@ def build_serve_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="send timeout_warning after this much inactivity",
     )
-    from unith_shell.recordings.cli import add_served_options
+    from unith_shell.recordings import add_served_options
 
     add_served_options(parser)
     return parser

@@ -9,7 +9,7 @@ import os
 import sys
 import time
 
-from unith_shell.recordings import MATCH_MODES
+from unith_shell.recordings import add_served_options
 
 # Exit statuses as diff(1); the comparison itself is imported only when it runs, so that
 # ``unith-shell --help`` (which lists --recordings, --speed, --match) stays cheap.
@@ -42,18 +42,6 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _factor(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"not a speed factor (0 or more): {text!r}")
-    return value
-
-
 def add_compare_options(parser: Any) -> None:
     add = parser.add_argument
     add("--ignore-latency", action="store_true", help="do not compare latencies")
@@ -65,29 +53,6 @@ def add_compare_options(parser: Any) -> None:
         default=1.0,
         metavar="RATIO",
         help="reply texts at least this similar (0..1, difflib ratio) count as equal (1.0)",
-    )
-
-
-def add_served_options(parser: Any) -> None:
-    """``--recordings DIR`` and how those recordings answer (serve, --local, replay)."""
-    add = parser.add_argument
-    add(
-        "--recordings",
-        metavar="DIR",
-        help="serve each recording in DIR as the head recorded/<name>",
-    )
-    add(
-        "--speed",
-        type=_factor,
-        default=None,
-        metavar="FACTOR",
-        help="recorded heads: recorded delays times FACTOR (1; 0 = no delays)",
-    )
-    add(
-        "--match",
-        choices=MATCH_MODES,
-        default=None,
-        help="recorded heads: match a message to a recorded turn by order, text or similar (order)",
     )
 
 
