@@ -339,6 +339,8 @@ async def test_a_bad_recording_in_the_folder_is_reported_and_not_served(
     (recordings / "old.jsonl").write_text("".join(_lines(FRAME)))
     served = LocalServer(ServerConfig(recordings=str(recordings)))
     assert served.recorded_heads == ["recorded/good"]
+    with pytest.raises(ValueError, match="unknown match mode 'fuzzy'"):
+        LocalServer(ServerConfig(recordings=str(recordings), recording_match="fuzzy"))
     assert len(served.recording_problems) == 1 and "old.jsonl" in served.recording_problems[0]
 
 

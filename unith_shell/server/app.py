@@ -40,7 +40,7 @@ class LocalServer:
         self.recording_problems: list[str] = []
         if self.config.recordings is not None:
             self._state.recorded, self.recording_problems = load_recorded_heads(
-                self.config.recordings
+                self.config.recordings, self.config.recording_match
             )
         self._runner: web.AppRunner | None = None
         self.base_url = ""

@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from .switch import Connection
 
 RECORDED_ORG = "recorded"
-__all__ = ["MATCH_MODES", "RecordedHead", "load_recorded_heads", "respond"]
 SIMILAR_THRESHOLD = 0.6
 #: This server's choice for "no recorded turn matches": an ``unith_nlp_exception`` ends the
 #: client's wait like a real failed answer would; the level is ours (404: nothing found).
@@ -89,8 +88,15 @@ def recorded_head(name: str, recording: Recording) -> RecordedHead:
     return RecordedHead(head, recording)
 
 
-def load_recorded_heads(directory: str | Path) -> tuple[dict[str, RecordedHead], list[str]]:
-    """Every readable recording in ``directory`` by head key, and one line per file refused."""
+def load_recorded_heads(
+    directory: str | Path, match: str = "order"
+) -> tuple[dict[str, RecordedHead], list[str]]:
+    """Every readable recording in ``directory`` by head key, and one line per file refused.
+
+    Raises ``ValueError`` for a ``match`` mode that is not one of :data:`MATCH_MODES`.
+    """
+    if match not in MATCH_MODES:
+        raise ValueError(f"unknown match mode {match!r}; known: {', '.join(MATCH_MODES)}")
     heads: dict[str, RecordedHead] = {}
     problems: list[str] = []
     folder = Path(directory)
