@@ -235,7 +235,8 @@ async def _send_recorded(
             return
         if frame.event is None and set(payload) == {"binary_bytes"}:
             size = payload["binary_bytes"]
-            await conn.send_binary(bytes(min(size, 1 << 20) if isinstance(size, int) else 0))
+            count = min(max(size, 0), 1 << 20) if isinstance(size, int) else 0  # bounded
+            await conn.send_binary(bytes(count))
             return
         await conn.send(_rewrite(frame, turn, message, builder))
         return
