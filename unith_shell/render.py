@@ -87,7 +87,7 @@ def describe_event(event: ServerEvent) -> tuple[str, str] | None:
     if isinstance(event, FeedbackAck):
         return None
     if isinstance(event, UnknownEvent):
-        return "info", f"unknown event {escape_text(event.event)!r} ignored"
+        return "info", f"unknown event '{sanitize(event.event)}' ignored"
     return None
 
 
