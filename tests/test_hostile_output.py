@@ -21,10 +21,12 @@ import pytest
 from tests.conftest import UNITH_SHELL, cli_env
 from tests.hostile_server import (
     BAD_LOGIN,
+    CLEAR,
     FORBIDDEN_BYTES,
     FORBIDDEN_CHARS,
     HOSTILE,
     HOSTILE_TEXT,
+    TITLE,
     HostileServer,
     hostile,
     hostile_reason,
@@ -42,7 +44,7 @@ def hostile_server() -> Iterator[HostileServer]:
 
 
 def visible(text: str) -> str:
-    """How the gate shows ``text``: every control, C1 and bidi character as ``\\xNN``/``\\uNNNN``."""
+    """How the gate shows ``text``: controls, C1 and bidi characters as ``\\xNN``/``\\uNNNN``."""
     return sanitize(text)
 
 
@@ -228,10 +230,10 @@ def test_repl_shows_hostile_text_visibly_and_never_raw(
     hostile_server: HostileServer, shell_home: Path, tmp_path: Path
 ) -> None:
     flags = plugin_flags(tmp_path / "plugins")
+    server = ["--base-url", hostile_server.base_url, "--org", "hostile", "--head", "h"]
     child = pexpect.spawn(
         UNITH_SHELL[0],
-        [*UNITH_SHELL[1:], "--base-url", hostile_server.base_url, "--org", "hostile"]
-        + ["--head", "h", "--timeout", "10", *flags],
+        [*UNITH_SHELL[1:], *server, "--timeout", "10", *flags],
         env=cli_env(shell_home, NO_COLOR="1", COLUMNS="200"),
         dimensions=(30, 200),
         timeout=TIMEOUT,
@@ -261,7 +263,7 @@ def test_repl_shows_hostile_text_visibly_and_never_raw(
         run("/raw off", "raw frames off")
         run("menu", visible(hostile("choice")))
         run("nlp", visible(hostile("nlp")))
-        run("unknown", visible(hostile("event")))
+        run("unknown", "unknown event 'event:")
         run("junk", "bad frame from the server", visible(hostile("end")))
         run("badpart", "part_order must be an integer", visible(hostile("end")))
         run("/status", visible(hostile("user")), visible(hostile("session")))
@@ -322,14 +324,20 @@ def test_cli_lines_quoting_config_and_plugin_names_are_gated(
     assert visible(hostile_reason("plugin-error")) in listed.stderr.decode()
 
 
-def test_serve_error_line_is_gated(shell_home: Path) -> None:
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [(f"bad{TITLE}{CLEAR}", 1), (f"bad{HOSTILE_TEXT}", 2)],
+    ids=["not-found", "not-encodable"],
+)
+def test_serve_error_line_is_gated(shell_home: Path, host: str, status: int) -> None:
     result = subprocess.run(
-        [*UNITH_SHELL, "serve", "--host", f"bad{HOSTILE_TEXT}", "--port", "0"],
+        [*UNITH_SHELL, "serve", "--host", host, "--port", "0"],
         capture_output=True,
         env=cli_env(shell_home),
         timeout=TIMEOUT,
     )
-    assert result.returncode == 1
+    assert result.returncode == status
     err = result.stderr.decode()
     assert_clean_text(err, "serve")
-    assert visible(f"bad{HOSTILE_TEXT}") in err
+    assert len(err.splitlines()) == 1, err  # one line, never a traceback
+    assert visible(host) in err or repr(host) in err

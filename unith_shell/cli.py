@@ -31,7 +31,9 @@ def _parser(**kwargs: Any) -> argparse.ArgumentParser:
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> Any:
-            self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+            from unith_shell.sanitize import sanitize  # the message may quote an argument
+
+            self.exit(EXIT_USAGE, sanitize(f"{self.prog}: error: {message} (see --help)") + "\n")
 
     return Parser(**kwargs)
 
@@ -132,9 +134,21 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _host(text: str) -> str:
+    import argparse
+
+    try:
+        text.encode("idna")  # what the socket layer does with a name: fail here, in one line
+    except UnicodeError:
+        raise argparse.ArgumentTypeError(f"not a host name or address: {text!r}") from None
+    return text
+
+
 def build_serve_parser() -> argparse.ArgumentParser:
     parser = _parser(prog="unith-shell serve", description="Run the local Unith server.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument(
+        "--host", type=_host, default="127.0.0.1", help="address to bind (127.0.0.1)"
+    )
     parser.add_argument("--port", type=_port, default=8765, help="port (8765; 0 picks a free one)")
     parser.add_argument(
         "--part-delay",
