@@ -32,6 +32,8 @@ from tests.hostile_server import (
     hostile_reason,
     serve_in_thread,
 )
+from unith_shell.pipe import JsonView, PlainView
+from unith_shell.render import HumanView, Style
 from unith_shell.sanitize import sanitize
 
 TIMEOUT = 30  # per step; generous: the machine may be loaded
@@ -341,3 +343,34 @@ def test_serve_error_line_is_gated(shell_home: Path, host: str, status: int) -> 
     assert_clean_text(err, "serve")
     assert len(err.splitlines()) == 1, err  # one line, never a traceback
     assert visible(host) in err or repr(host) in err
+
+
+# ---- the sinks themselves (unit tests of the views) -----------------------------------------
+
+
+def test_repl_view_gates_text_but_keeps_its_own_styles() -> None:
+    lines: list[str] = []
+    view = HumanView(lines.append, Style(color=True), lambda: hostile("alias"))
+    view.write(hostile("printed"))  # ctx.print and plugins' shell.print end here
+    view.notice("error", hostile("notice"))
+    shown = "\n".join(lines)
+    assert visible(hostile("printed")) in shown and visible(hostile("notice")) in shown
+    assert_clean(shown.encode("utf-8", "surrogatepass"), "view")
+    # The only escape sequence left is the shell's own colour, around the marker.
+    assert lines[1].startswith("\x1b[31merror:\x1b[0m ")
+    assert lines[1].count("\x1b") == 2
+
+
+def test_pipe_views_gate_both_streams_and_json_escapes() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    plain = PlainView(out, err)
+    plain.write(hostile("printed"))
+    plain.notice("error", hostile("notice"))
+    assert_clean_text(out.getvalue() + err.getvalue(), "plain view")
+    assert visible(hostile("notice")) in err.getvalue()
+
+    stream = io.StringIO()
+    JsonView(stream).notice("error", hostile("notice"))
+    line = stream.getvalue()
+    assert_clean_text(line, "JSON view")
+    assert json.loads(line)["text"] == hostile("notice")  # escaped, and decodes back
