@@ -31,7 +31,9 @@ def _parser(**kwargs: Any) -> argparse.ArgumentParser:
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> Any:
-            self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+            from unith_shell.sanitize import sanitize  # the message may quote an argument
+
+            self.exit(EXIT_USAGE, sanitize(f"{self.prog}: error: {message} (see --help)") + "\n")
 
     return Parser(**kwargs)
 
@@ -142,9 +144,21 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _host(text: str) -> str:
+    import argparse
+
+    try:
+        text.encode("idna")  # what the socket layer does with a name: fail here, in one line
+    except UnicodeError:
+        raise argparse.ArgumentTypeError(f"not a host name or address: {text!r}") from None
+    return text
+
+
 def build_serve_parser() -> argparse.ArgumentParser:
     parser = _parser(prog="unith-shell serve", description="Run the local Unith server.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument(
+        "--host", type=_host, default="127.0.0.1", help="address to bind (127.0.0.1)"
+    )
     parser.add_argument("--port", type=_port, default=8765, help="port (8765; 0 picks a free one)")
     parser.add_argument(
         "--part-delay",
@@ -203,20 +217,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if not isinstance(exc, ConfigError):
             raise
-        print(f"unith-shell: {exc}", file=sys.stderr)
+        _error(f"unith-shell: {exc}")
         return EXIT_USAGE
     for warning in loaded.warnings:
-        print(f"unith-shell: warning: {warning}", file=sys.stderr)
+        _error(f"unith-shell: warning: {warning}")
     settings = loaded.settings
     if not settings.local and not _valid_base_url(settings.base_url):
-        print(
+        _error(
             f"unith-shell: error: base URL must be http://HOST or https://HOST, "
-            f"got {settings.base_url!r} (see --help)",
-            file=sys.stderr,
+            f"got {settings.base_url!r} (see --help)"
         )
         return EXIT_USAGE
     if settings.insecure:
-        print("unith-shell: warning: TLS certificate checks are OFF (--insecure)", file=sys.stderr)
+        _error("unith-shell: warning: TLS certificate checks are OFF (--insecure)")
     # No stdin at all (``<&-``) is read as empty input.
     has_tty = sys.stdin is not None and sys.stdin.isatty()
     interactive = not settings.messages and not settings.json and has_tty
@@ -246,10 +259,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _error(text: str) -> None:
+    """One line on stderr, through the gate: it may quote a config file, a URL or an error."""
+    from unith_shell.sanitize import sanitize
+
+    print(sanitize(text), file=sys.stderr)
+
+
+def _gate_stderr() -> None:
+    """Route the last-resort outputs through the gate too: a traceback or a library's log
+    record (asyncio's "Task exception was never retrieved") can quote server text."""
+    import logging
+
+    from unith_shell.sanitize import sanitize_block
+
+    class GatedFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return sanitize_block(super().format(record))
+
+    # lastResort prints records when logging was never configured (the common case).
+    if logging.lastResort is not None:
+        logging.lastResort.setFormatter(GatedFormatter())
+
+    def excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+        import traceback
+
+        text = "".join(traceback.format_exception(kind, exc, tb))
+        sys.stderr.write(sanitize_block(text))
+
+    sys.excepthook = excepthook
+
+
 def _run(
     settings: Settings, env: dict[str, str], interactive: bool, args: argparse.Namespace
 ) -> int:
     from unith_shell.config import paths
+
+    _gate_stderr()
 
     async def go() -> int:
         server = None
@@ -318,11 +364,12 @@ def serve(argv: Sequence[str]) -> int:
     )
     if config is None:
         return EXIT_USAGE
+    _gate_stderr()  # a client's request can make aiohttp log an error that quotes it
     return serve_forever(args.host, args.port, config=config)
 
 
 def _print_stderr(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    print(text, file=sys.stderr, flush=True)  # the view that calls this has gated the text
 
 
 def list_plugins(argv: Sequence[str], env: dict[str, str]) -> int:
@@ -334,7 +381,7 @@ def list_plugins(argv: Sequence[str], env: dict[str, str]) -> int:
     try:
         loaded = load_settings({}, env=env, config_file=paths(env).config_file)
     except ConfigError as exc:
-        print(f"unith-shell: {exc}", file=sys.stderr)
+        _error(f"unith-shell: {exc}")
         return EXIT_USAGE
     from unith_shell.builtins.plugins_cmd import plugin_rows
     from unith_shell.shell import Shell
@@ -346,9 +393,12 @@ def list_plugins(argv: Sequence[str], env: dict[str, str]) -> int:
     if args.json:
         import json
 
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows, indent=2))  # ensure_ascii: every control is a \uXXXX escape
     else:
+        from unith_shell.sanitize import sanitize
+
         for row in rows:
             version = f" {row['version']}" if row["version"] else ""
-            print(f"{row['name']}{version}  [{row['source']}]  hooks: {', '.join(row['hooks'])}")
+            line = f"{row['name']}{version}  [{row['source']}]  hooks: {', '.join(row['hooks'])}"
+            print(sanitize(line))  # names and versions come from plugin files
     return 0

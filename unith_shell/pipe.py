@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import json
 import os
 import stat
 import sys
@@ -21,6 +20,7 @@ from unith_shell.commands import CommandError, split_command
 from unith_shell.config import Paths, Settings
 from unith_shell.protocol import GREETING_ID, ResponsePart, ServerEvent, Turn, redact
 from unith_shell.render import View, escape_text, raw_line
+from unith_shell.sanitize import json_line, sanitize_block
 from unith_shell.session import HandshakeRefused, JoinRefused, Session, SessionError, backoff
 from unith_shell.shell import Shell
 
@@ -68,6 +68,10 @@ class PlainView(_PipeView):
         self.out = out
         self.err = err
 
+    def _put(self, stream: TextIO, text: str) -> None:
+        # The gate for both streams: every line of plain output, server text or not.
+        super()._put(stream, sanitize_block(text))
+
     def turn_end(self, turn: Turn) -> None:
         if turn.ok and turn.message_id != GREETING_ID:
             text = escape_text(turn.text)
@@ -96,7 +100,8 @@ class JsonView(_PipeView):
     def emit(self, obj: dict[str, Any]) -> None:
         if self.context and obj.get("event") == "unith_shell.notice":
             obj["line"] = self.context
-        self._put(self.out, self.scrub(json.dumps(obj, ensure_ascii=False)) + "\n")
+        # json_line: controls, C1 and bidi characters as \uXXXX escapes, never raw.
+        self._put(self.out, self.scrub(json_line(obj)) + "\n")
 
     def event(self, event: ServerEvent) -> None:
         obj = redact(event.raw)

@@ -7,6 +7,7 @@ unknown ([U]) upstream, the comment says so and the parser is tolerant there.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -371,7 +372,15 @@ def parse_object(obj: dict[str, Any], *, user_id: str | None = None) -> ServerEv
 def encode(frame: Handshake | UserMessage | Mapping[str, Any]) -> str:
     """Encode a client frame as a JSON text frame."""
     obj = frame if isinstance(frame, Mapping) else frame.to_wire()
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    # A lone surrogate (a server may hand out "\ud800" as a user_id, which goes back out in
+    # every message) cannot be sent as UTF-8: write it as the JSON escape, the same value.
+    if _SURROGATE.search(text) is None:
+        return text
+    return _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def redact(obj: Any) -> Any:

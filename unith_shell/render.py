@@ -87,7 +87,7 @@ def describe_event(event: ServerEvent) -> tuple[str, str] | None:
     if isinstance(event, FeedbackAck):
         return None
     if isinstance(event, UnknownEvent):
-        return "info", f"unknown event {escape_text(event.event)!r} ignored"
+        return "info", f"unknown event '{sanitize(event.event)}' ignored"
     return None
 
 
@@ -98,8 +98,11 @@ def _same(text: str) -> str:
 class View:
     """What the shell shows. The REPL uses :class:`HumanView`; pipe mode has its own views.
 
-    ``scrub`` is set by the shell: it masks known secret values (a key pasted into a message
-    comes back in the echo and in the reply). Every view sends its output through it.
+    A view is the sink of its output channel, so it is where the gate sits: every text a view
+    writes (``write``, ``notice``, parts, frames) passes :mod:`unith_shell.sanitize` there, and
+    no caller can forget it. ``scrub`` is set by the shell: it masks known secret values (a key
+    pasted into a message comes back in the echo and in the reply). Every view sends its
+    output through it.
     """
 
     raw = False
@@ -130,10 +133,16 @@ class HumanView(View):
         self.speaker = speaker
 
     def write(self, text: str) -> None:
-        self._out(self.scrub(text))
+        """The sink for plain text (command output, ``shell.print``): through the gate."""
+        self._emit(sanitize_block(self.scrub(text)))
+
+    def _emit(self, line: str) -> None:
+        # Only for lines built here from gated pieces plus the shell's own styles: the
+        # styles are added after the gate, so they are the only ESC sequences that pass.
+        self._out(self.scrub(line))
 
     def parts(self, turn: Turn, parts: list[ResponsePart], first: bool) -> None:
-        label = self.speaker()
+        label = sanitize(self.speaker())
         pad = " " * (len(label) + 2)
         for index, part in enumerate(parts):
             text = escape_text(part.text)
@@ -144,15 +153,15 @@ class HumanView(View):
                 head = self.style.speaker(f"{label}: ") + lines[0]
             else:
                 head = pad + lines[0]
-            self.write("\n".join([head, *(pad + line for line in lines[1:])]))
+            self._emit("\n".join([head, *(pad + line for line in lines[1:])]))
             first = False
             for url in part.media:
-                self.write(pad + self.style.dim(f"[image] {escape_text(url)}"))
+                self._emit(pad + self.style.dim(f"[image] {escape_text(url)}"))
 
     def suggestions(self, suggestions: list[str]) -> None:
         if suggestions:
             items = "  ".join(f"{i}) {escape_text(s)}" for i, s in enumerate(suggestions, 1))
-            self.write(self.style.dim(f"  {items}   (type a number or /pick N)"))
+            self._emit(self.style.dim(f"  {items}   (type a number or /pick N)"))
 
     def turn_end(self, turn: Turn) -> None:
         if turn.outcome in ("last", "choice"):
@@ -174,11 +183,11 @@ class HumanView(View):
         marker = {"error": self.style.error("error:"), "warn": self.style.warn("!")}.get(
             level, self.style.dim("*")
         )
-        self.write(f"{marker} {text}")
+        self._emit(f"{marker} {sanitize_block(self.scrub(text))}")
 
     def frame(self, direction: str, data: str | bytes) -> None:
         arrow = "->" if direction == "out" else "<-"
-        self.write(self.style.dim(f"{arrow} {raw_line(data)}"))
+        self._emit(self.style.dim(f"{arrow} {raw_line(data)}"))
 
 
 def raw_line(data: str | bytes, limit: int = 2000) -> str:

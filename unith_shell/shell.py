@@ -28,6 +28,7 @@ from unith_shell.protocol import (
     UserMessage,
 )
 from unith_shell.render import HumanView, Style, View, escape_text
+from unith_shell.sanitize import sanitize
 from unith_shell.session import Session, SessionListener, SessionOptions, State
 
 
@@ -242,7 +243,8 @@ class Shell(SessionListener):
     def speaker(self) -> str:
         info = self.head_info or self.session.head_info or {}
         alias = info.get("alias") or info.get("name")
-        return escape_text(str(alias) if alias else self.session.options.head)
+        # One line: the label of each reply and the prompt's {alias} (server text, gated).
+        return sanitize(str(alias) if alias else self.session.options.head)
 
     @property
     def connection_state(self) -> str:

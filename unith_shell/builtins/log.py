@@ -36,6 +36,7 @@ from unith_shell.config import open_private
 from unith_shell.hookspecs import hookimpl
 from unith_shell.protocol import redact
 from unith_shell.recordings.format import disconnect_record, header_record
+from unith_shell.sanitize import json_line, sanitize_block
 
 USAGE = "usage: /log on [PATH] | off | show [N] | path | export md PATH"
 RECORDER = "log-recorder"
@@ -87,7 +88,7 @@ class Recorder:
         # Keys are redacted in frame_record; a secret typed into a message is masked by value.
         text = self.scrub(data) if isinstance(data, str) else data
         record = frame_record(direction, text, f"{opts.org}/{opts.head}")
-        self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.file.write(json_line(record) + "\n")  # controls and bidi as \uXXXX, never raw
         self.file.flush()  # per line: a killed shell keeps every line written so far
         self.lines += 1
 
@@ -95,7 +96,7 @@ class Recorder:
     def on_disconnect(self, session: Any, reason: str) -> None:
         opts = session.options
         record = disconnect_record(self.scrub(reason), f"{opts.org}/{opts.head}")
-        self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.file.write(json_line(record) + "\n")
         self.file.flush()
         self.lines += 1
 
@@ -155,7 +156,7 @@ def record_to(shell: Any, path: Path) -> Recorder:
     recorder = Recorder(path, file, scrub=shell.scrub)
     opts = shell.session.options
     header = header_record(f"{opts.org}/{opts.head}", opts.base_url)
-    file.write(json.dumps(header, ensure_ascii=False) + "\n")
+    file.write(json_line(header) + "\n")
     file.flush()
     if not shell.plugins.add(recorder, RECORDER, source="bundled (/log on)"):
         file.close()
@@ -279,7 +280,8 @@ def to_markdown(records: list[dict[str, Any]], title: str) -> str:
         else:
             lines += [f"_{when} received {parsed.event}_", ""]
             speaking = None
-    return "\n".join(lines).rstrip("\n") + "\n"
+    # A human-readable file: every frame text, name and id passes the gate, as on screen.
+    return sanitize_block("\n".join(lines).rstrip("\n") + "\n")
 
 
 def export(ctx: Context, arg: str) -> None:

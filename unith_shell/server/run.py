@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 
+from unith_shell.sanitize import sanitize
+
 from .app import LocalServer
 from .config import ServerConfig
 
@@ -34,8 +36,8 @@ def serve_forever(
                 loop.add_signal_handler(sig, stop.set)
         async with LocalServer(settings) as server:
             for problem in server.recording_problems:  # --recordings DIR: files not served
-                print(f"unith local server: not serving {problem}", file=sys.stderr)
-            print_url(f"unith local server on {server.base_url}")
+                print(sanitize(f"unith local server: not serving {problem}"), file=sys.stderr)
+            print_url(sanitize(f"unith local server on {server.base_url}"))
             sys.stdout.flush()  # a parent process may be waiting for this line on a pipe
             await stop.wait()
 
@@ -44,6 +46,7 @@ def serve_forever(
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        print(f"unith local server: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        why = sanitize(f"cannot listen on {host}:{port}: {exc}")
+        print(f"unith local server: {why}", file=sys.stderr)
         return 1
     return 0
