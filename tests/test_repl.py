@@ -233,17 +233,37 @@ async def test_number_and_pick_send_suggestions(repl: Repl) -> None:
     assert repl.sent_texts() == ["hello", second, first]
 
 
-async def test_out_of_range_number_is_an_error_and_the_shell_goes_on(repl: Repl) -> None:
+async def test_a_number_out_of_range_is_sent_as_text_and_pick_says_why(repl: Repl) -> None:
     repl.type("hello\r")
     await repl.reply_to("hello")
     assert len(repl.shell.suggestions) == 3
-    repl.type("7\r")
-    await repl.wait_output("no suggestion 7; there are 3")
+    repl.type("7\r")  # no suggestion 7: the number is what the user means to say
+    await repl.reply_to("7")
+    assert len(repl.shell.suggestions) == 3  # the reply to "7" has its own suggestions
     repl.type("/pick 0\r")
     await repl.wait_output("no suggestion 0")
     repl.type("still here\r")
     await repl.wait_sent("still here")
-    assert repl.sent_texts() == ["hello", "still here"]
+    assert repl.sent_texts() == ["hello", "7", "still here"]
+
+
+async def test_send_is_literal_and_numbers_pick_only_while_shown(repl: Repl) -> None:
+    repl.type("hello\r")
+    await repl.reply_to("hello")
+    repl.type("/send 2\r")  # suggestions are shown, but /send sends the text itself
+    await repl.reply_to("2")
+    repl.type("/send /status\r")
+    await repl.reply_to("/status")
+    first = repl.shell.suggestions[0]
+    repl.type("1\r")
+    await repl.reply_to(first)
+    repl.type("/clear\r")  # the suggestions are gone from the screen ...
+    await repl.wait(lambda: repl.output.erased > 0, "the screen cleared")
+    repl.type("1\r")  # ... so "1" is text
+    await repl.reply_to("1")
+    repl.type("/send\r")
+    await repl.wait_output("error: /send: usage: /send TEXT")
+    assert repl.sent_texts() == ["hello", "2", "/status", first, "1"]
 
 
 # ---- core commands ----------------------------------------------------------------------------
@@ -417,6 +437,7 @@ async def test_ctrl_c_interrupts_a_slow_turn_and_the_shell_goes_on(server: Local
         start = len(lines)
         repl.type("second\r")
         await repl.wait_output(": You said “second”", timeout=8)
+        await repl.reply_to("second", timeout=8)  # Ctrl+D with a reply due would ask first
         # The first turn's late parts came before the second reply: none of them was shown.
         assert lines[start].startswith(f"{shell.speaker()}: You said “second”"), lines[start:]
         assert repl.sent_texts() == ["first", "second"]
@@ -428,7 +449,7 @@ async def test_ctrl_d_on_empty_line_exits_zero_and_closes_the_socket(repl: Repl)
     repl.type("ab")
     repl.type("\x04")  # not empty: Ctrl+D deletes, it does not quit
     repl.type("\r")
-    await repl.wait_sent("ab")
+    await repl.reply_to("ab")  # with the reply still due, Ctrl+D would ask first
     assert repl.task is not None and not repl.task.done()
     await repl.at_prompt()
     repl.type("\x04")

@@ -89,6 +89,7 @@ def test_half_typed_line_survives_server_output(shell_home: Path, children: list
     child.send("ed line\r")
     # ... and the whole line, as typed in two goes, is what went out (the head quotes it).
     child.expect_exact("Reply to “half typed line”, part 1 of 3.", timeout=15)
+    child.expect_exact("(type a number or /pick N)", timeout=15)  # the reply is complete
     child.expect_exact("slow>")
     quit_with_ctrl_d(child)
 

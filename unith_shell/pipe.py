@@ -296,7 +296,10 @@ class _Link:
             return None
         if turn.complete and turn.outcome != "cancelled":
             why = turn.error or turn.outcome or "failed"
-            return f"reply cut short: {why}" if turn.first_part_at is not None else why
+            count = sum(1 for part in turn.parts if part.text)
+            if not count:
+                return why
+            return f"{why}; reply cut short after {count} part{'s' if count > 1 else ''}"
         if self.dead is not None and not session.closing:
             await session.close()  # stop reconnecting: the remaining lines fail at once
         return f"not sent: {self.dead}" if self.dead is not None else "not sent"
