@@ -566,3 +566,87 @@ async def test_a_bad_prompt_template_is_reported_once(server: LocalServer) -> No
     async with running(shell, lines, server) as repl:
         await repl.wait_output("prompt template '{bogus}> ' is invalid")
         assert len([line for line in repl.lines if "prompt template" in line]) == 1
+
+
+# ---- the REPL's small surprises (issue 9, item 9) -------------------------------------------
+
+
+@asynccontextmanager
+async def started(shell: Shell, lines: list[str], server: LocalServer) -> AsyncIterator[Repl]:
+    """Like ``running``, for any head: connected and at the prompt, greeting or not."""
+    output = RecordingOutput()
+    with create_pipe_input() as pipe, create_app_session(input=pipe, output=output) as app_session:
+        repl = Repl(shell, lines, pipe, app_session, output, server)
+        repl.task = asyncio.create_task(run_repl(shell))
+        try:
+            await repl.wait(lambda: shell.session.connected, "the connection")
+            await repl.at_prompt()
+            yield repl
+        finally:
+            if not repl.task.done():
+                shell.exit_requested = True
+                pipe.send_text("\x04")
+                await asyncio.wait_for(repl.task, 5)
+
+
+async def test_retry_offers_only_the_most_recent_message(repl: Repl) -> None:
+    repl.type("error\r")  # the demo heads answer "error" with an NLP exception
+    await repl.reply_to("error")
+    repl.type("hello\r")
+    await repl.reply_to("hello")
+    repl.type("/retry\r")  # "error" failed, but "hello", sent after it, was answered
+    await repl.wait_output("error: /retry: nothing to retry: the most recent message did not fail")
+    repl.type("error\r")
+    await repl.reply_to("error")
+    repl.type("/retry\r")
+    await repl.wait_output("resending 'error'")
+    await repl.server.wait_until(lambda: repl.sent_texts().count("error") == 3)
+    assert repl.sent_texts() == ["error", "hello", "error", "error"]
+
+
+async def test_streamed_chunks_flow_as_one_wrapped_paragraph(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shell, lines = make_shell(server, head="nova")
+    async with started(shell, lines, server) as repl:
+        monkeypatch.setenv("COLUMNS", "200")
+        start = len(lines)
+        repl.type("hi\r")
+        await repl.reply_to("hi")
+        await repl.wait_output("(type a number or /pick N)")
+        paragraph, suggestions = lines[start:]
+        assert paragraph.startswith("Nova: Streaming an answer about ")
+        assert paragraph.endswith(", inspired by “hi”, one small chunk at a time.")
+        assert suggestions.startswith("  1) Tell me more")
+        # A narrow terminal: the same paragraph, wrapped under the label.
+        monkeypatch.setenv("COLUMNS", "40")
+        start = len(lines)
+        repl.type("again\r")
+        await repl.reply_to("again")
+        await repl.wait(lambda: len(lines) > start and "(type a" in lines[-1], "the suggestions")
+        wrapped = lines[start:-1]
+        assert len(wrapped) >= 3 and wrapped[0].startswith("Nova: ")
+        assert all(line.startswith(" " * 6) and line[6] != " " for line in wrapped[1:])
+        assert all(len(line) < 40 for line in wrapped)
+        text = " ".join(line[6:] for line in wrapped)
+        assert text.startswith("Streaming an answer about ")
+        assert text.endswith(", inspired by “again”, one small chunk at a time.")
+
+
+async def test_quit_with_a_reply_due_asks_once(server: LocalServer) -> None:
+    server.set_fault("slow", delay=1.0)  # the turn takes 3 s
+    shell, lines = make_shell(server)
+    async with started(shell, lines, server) as repl:
+        repl.type("first\r")
+        await repl.wait(lambda: shell.session.turn_in_flight is not None, "the turn in flight")
+        await repl.at_prompt()
+        repl.type("second\r")
+        await repl.wait(lambda: len(shell.session.pending) == 1, "the queued message")
+        await repl.at_prompt()
+        repl.type("/quit\r")
+        await repl.wait_output("2 messages are still waiting for a reply; Ctrl+D or /quit again")
+        await repl.at_prompt()
+        assert not repl.task.done()  # type: ignore[union-attr]
+        repl.type("/quit\r")
+        assert await repl.exit_code() == 0
+        assert shell.session.state.value == "closed"
