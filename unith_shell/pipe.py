@@ -281,10 +281,11 @@ class _Link:
                 break
             if now >= deadline:
                 # A backstop: the session's own per-frame timeout normally ends the turn first.
-                session.cancel_pending()
-                if session.turn_in_flight is turn:
-                    await session.interrupt()
+                in_flight = session.turn_in_flight is turn
                 turn.finish("timed out", f"no reply within {self.limit:g} s")
+                session.cancel_pending()
+                if in_flight:
+                    await session.interrupt()  # the view shows what arrived, as for a cut
                 break
             # In flight on a live socket, a loss ends the turn at once; otherwise check the
             # connection every POLL seconds.
@@ -294,14 +295,18 @@ class _Link:
                 await session.wait(turn, timeout=step)
         if turn.complete and turn.ok:
             return None
+        if self.dead is None and _gave_up(session) and not session.closing:
+            # Failed because the session cannot go on (refused credentials on a reconnect,
+            # the server's timeout): a connection failure, and the next lines need not wait.
+            self.dead = f"no connection ({session.last_error or turn.error or 'closed'})"
+        if self.dead is not None and not session.closing:
+            await session.close()  # stop reconnecting: the remaining lines fail at once
         if turn.complete and turn.outcome != "cancelled":
             why = turn.error or turn.outcome or "failed"
             count = sum(1 for part in turn.parts if part.text)
             if not count:
                 return why
             return f"{why}; reply cut short after {count} part{'s' if count > 1 else ''}"
-        if self.dead is not None and not session.closing:
-            await session.close()  # stop reconnecting: the remaining lines fail at once
         return f"not sent: {self.dead}" if self.dead is not None else "not sent"
 
 
