@@ -375,3 +375,25 @@ def test_streamed_chunks_are_one_paragraph(shell_home: Path) -> None:
     assert len(chunks) > 3  # streamed in pieces ...
     (turn,) = [e for e in events if e["event"] == "unith_shell.turn" and e["input"] == "hi"]
     assert turn["text"] == first  # ... and assembled as one paragraph
+
+
+def test_an_over_long_line_is_one_error_and_the_next_lines_go_on(
+    shell_home: Path, tmp_path: Path
+) -> None:
+    from unith_shell.pipe import MAX_LINE
+
+    data = b"before\n" + b"x" * (MAX_LINE + 100) + b"\nafter\n"
+    env = cli_env(shell_home)
+    piped = subprocess.run([*UNITH_SHELL, "--local"], input=data, capture_output=True,
+                           env=env, timeout=120)  # fmt: skip
+    source = tmp_path / "input.txt"
+    source.write_bytes(data)
+    with source.open("rb") as stdin:
+        filed = subprocess.run([*UNITH_SHELL, "--local"], stdin=stdin, capture_output=True,
+                               env=env, timeout=120)  # fmt: skip
+    for result in (piped, filed):
+        assert result.returncode == 4, result.stderr.decode()[-2000:]
+        assert result.stderr.decode() == f"error: line 2: longer than {MAX_LINE} bytes; not sent\n"
+        out = result.stdout.decode()
+        assert "You said “before”" in out and "You said “after”" in out
+        assert "xxxxxxxx" not in out

@@ -157,18 +157,22 @@ class JsonView(_PipeView):
         self.emit({"event": "unith_shell.output", "text": text})
 
 
+#: The longest input line (bytes); a longer one is skipped with its one error line.
+MAX_LINE = 1 << 24
+
+
 def _decode(raw: bytes) -> str:
     """One input line: UTF-8, invalid bytes as U+FFFD, the line ending dropped."""
     return raw.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
-async def _stdin_lines(stream: TextIO) -> AsyncIterator[str]:
+async def _stdin_lines(stream: TextIO) -> AsyncIterator[str | None]:
     """Lines from stdin without blocking the loop (pipes); a regular file is read directly.
 
     Both read bytes and split them at ``\\n`` only, so a file gives the same lines as a pipe.
+    A line longer than :data:`MAX_LINE` is read past in bounded pieces and yields ``None``.
     """
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 24)
     if not _watchable(stream):
         # A regular file (``< file``) or /dev/null cannot be watched; reading it never blocks
         # for long. Its bytes, not the text layer: that one would stop on invalid UTF-8.
@@ -177,15 +181,40 @@ async def _stdin_lines(stream: TextIO) -> AsyncIterator[str]:
             for line in stream:
                 yield line.rstrip("\r\n")
             return
-        for raw in binary:
-            yield _decode(raw)
+        while raw := binary.readline(MAX_LINE + 1):
+            if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+                while (rest := binary.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                    pass
+                yield None
+            else:
+                yield _decode(raw)
         return
+    reader = asyncio.StreamReader(limit=MAX_LINE)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
     while True:
-        raw = await reader.readline()
-        if not raw:
-            return
+        try:
+            raw = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            raw = exc.partial  # the last line has no newline; b"" is the end
+            if not raw:
+                return
+        except asyncio.LimitOverrunError:
+            await _skip_line(reader)
+            yield None
+            continue
         yield _decode(raw)
+
+
+async def _skip_line(reader: asyncio.StreamReader) -> None:
+    """Read past the rest of an over-long line, at most ``limit`` bytes at a time."""
+    while True:
+        try:
+            await reader.readuntil(b"\n")
+            return
+        except asyncio.IncompleteReadError:
+            return
+        except asyncio.LimitOverrunError as exc:
+            await reader.readexactly(max(1, exc.consumed))
 
 
 def _watchable(stream: TextIO) -> bool:
@@ -201,7 +230,7 @@ def _watchable(stream: TextIO) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and stream.isatty())
 
 
-async def _from_list(items: Iterable[str]) -> AsyncIterator[str]:
+async def _from_list(items: Iterable[str]) -> AsyncIterator[str | None]:
     for item in items:
         yield item
 
@@ -344,6 +373,10 @@ async def run_pipe(
             number += 1
             if view.closed:
                 break  # nobody reads our output any more (``| head``): stop, quietly
+            if line is None:
+                view.notice("error", f"line {number}: longer than {MAX_LINE} bytes; not sent")
+                failed = True
+                continue
             if not line.strip():
                 continue
             where = f"line {number} {line[:40]!r}"
