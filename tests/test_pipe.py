@@ -243,3 +243,157 @@ def test_unknown_head_and_refused_join_are_one_clear_line(shell_home: Path) -> N
     busy = run_cli(shell_home, "--local", "--org", "faults", "--head", "join-refused", "-m", "hi")
     assert busy.returncode == 3
     assert busy.stderr == "error: the server is at capacity (join refused)\n"
+
+
+# ---- every outcome is kept (issue 9, item 8) ------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["close-mid-turn", "drop-mid-turn"])
+def test_a_cut_reply_prints_what_arrived_and_says_it_was_cut(shell_home: Path, fault: str) -> None:
+    args = ("--local", "--org", "faults", "--head", fault, "-m", "hi")
+    plain = run_cli(shell_home, *args)
+    assert plain.returncode == 4
+    assert plain.stdout == "Reply to “hi”, part 1 of 3.\n"  # part 0 arrived before the cut
+    (error,) = [line for line in plain.stderr.splitlines() if line.startswith("error:")]
+    assert error.startswith("error: line 1 'hi': connection lost (")
+    assert error.endswith("; reply cut short after 1 part")
+    as_json = run_cli(shell_home, *args, "--json")
+    assert as_json.returncode == 4
+    events = [json.loads(line) for line in as_json.stdout.splitlines()]
+    parts = [e for e in events if e["event"] == "text" and e.get("input_message_id") == 0]
+    assert [(p["part_order"], p["text"]) for p in parts] == [(0, "Reply to “hi”, part 1 of 3.")]
+    (turn,) = [e for e in events if e["event"] == "unith_shell.turn" and e["input"] == "hi"]
+    assert turn["outcome"] == "disconnected" and turn["text"] == "Reply to “hi”, part 1 of 3."
+    (notice,) = [e for e in events if e["event"] == "unith_shell.notice"]
+    assert notice["level"] == "error"
+    assert notice["text"].startswith("line 1 'hi': connection lost (")
+
+
+def test_a_failed_message_gets_one_error_line_and_no_repl_hints(shell_home: Path) -> None:
+    result = run_cli(shell_home, "--local", "--org", "faults", "--head", "nlp-exception",
+                     stdin="hi\n/help\nagain\n")  # fmt: skip
+    assert result.returncode == 4
+    assert result.stderr.splitlines() == [
+        "error: line 1 'hi': NLP failure (scripted fault) (level 500)",
+        "error: line 3 'again': NLP failure (scripted fault) (level 500)",
+    ]
+    assert "/send TEXT" in result.stdout  # /help ran, without the REPL's keys
+    assert "Ctrl+D" not in result.stdout and "Ctrl+C" not in result.stdout
+
+
+def test_a_dead_server_fails_the_remaining_lines_fast_with_exit_3(shell_home: Path) -> None:
+    from tests.test_resilience import start_server
+
+    port = closed_port()
+    server = start_server(port)
+    proc = subprocess.Popen(
+        [*UNITH_SHELL, "--base-url", f"http://127.0.0.1:{port}", "--timeout", "2"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=cli_env(shell_home),
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(b"first\n")
+        proc.stdin.flush()
+        reply = [proc.stdout.readline().decode()]
+        while not reply[-1].startswith("3)"):  # the whole reply, up to its last suggestion
+            assert reply[-1], f"no reply; stderr: {proc.stderr.read().decode()}"
+            reply.append(proc.stdout.readline().decode())
+        assert reply[0].startswith("You said “first”")
+        server.kill()
+        server.wait()
+        started = time.monotonic()
+        proc.stdin.write(b"second\nthird\n\nfourth\n")
+        proc.stdin.close()
+        status = proc.wait(60)
+        elapsed = time.monotonic() - started
+        err = proc.stderr.read().decode()
+    finally:
+        for child in (proc, server):
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    assert status == 3, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert [e.split(":")[1] for e in errors] == [" line 2 'second'", " line 3 'third'",
+                                                 " line 5 'fourth'"]  # fmt: skip
+    assert "not re-established in 2 s" in errors[-1]
+    assert "Traceback" not in err and "/retry" not in err and "/reconnect" not in err
+    # Bounded by the per-turn timeout (2 s) plus start-up slack; the old pipe mode waited
+    # 2 * timeout + connect timeout (14 s here) for every line.
+    assert elapsed < 12, (elapsed, err)
+
+
+def test_invalid_utf8_lines_are_read_alike_from_a_pipe_and_a_file(
+    shell_home: Path, tmp_path: Path
+) -> None:
+    data = b"caf\xe9 au lait\nplain \xff\xfe words\r\nlast\n"
+    env = cli_env(shell_home)
+    piped = subprocess.run([*UNITH_SHELL, "--local"], input=data, capture_output=True,
+                           env=env, timeout=60)  # fmt: skip
+    source = tmp_path / "input.txt"
+    source.write_bytes(data)
+    with source.open("rb") as stdin:
+        filed = subprocess.run([*UNITH_SHELL, "--local"], stdin=stdin, capture_output=True,
+                               env=env, timeout=60)  # fmt: skip
+    for result in (piped, filed):
+        assert result.returncode == 0, result.stderr.decode()
+        assert result.stderr == b""
+        out = result.stdout.decode()
+        assert "You said “caf\ufffd au lait”" in out
+        assert "You said “plain \ufffd\ufffd words”" in out
+        assert "You said “last”" in out
+    assert filed.stdout == piped.stdout
+
+
+def test_numbers_and_send_mean_the_same_as_in_the_repl(shell_home: Path) -> None:
+    stdin = "hello\n2\n9\n/send 1\n//x\n"
+    # A plain head: "Reply to “X”, part 1 of 3." and so on, then 1) Again 2) Something else.
+    result = run_cli(shell_home, "--local", "--org", "faults", "--head", "feedback", stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[3:5] == ["1) Again", "2) Something else"]
+    said = [line.split("”")[0] for line in lines if line.startswith("Reply to")]
+    assert said == [
+        "Reply to “hello",
+        "Reply to “Something else",  # 2: a suggestion shown, and in range
+        "Reply to “9",  # 9: out of range, so text
+        "Reply to “1",  # /send: always the text itself
+        "Reply to “/x",
+    ]
+
+
+def test_streamed_chunks_are_one_paragraph(shell_home: Path) -> None:
+    plain = run_cli(shell_home, "--local", "--head", "nova", "-m", "hi")
+    assert plain.returncode == 0, plain.stderr
+    first = plain.stdout.splitlines()[0]
+    assert first.startswith("Streaming an answer about ")
+    assert first.endswith(", inspired by “hi”, one small chunk at a time.")
+    as_json = run_cli(shell_home, "--local", "--head", "nova", "--json", "-m", "hi")
+    events = [json.loads(line) for line in as_json.stdout.splitlines()]
+    chunks = [e for e in events if e["event"] == "response" and e.get("input_message_id") == 0]
+    assert len(chunks) > 3  # streamed in pieces ...
+    (turn,) = [e for e in events if e["event"] == "unith_shell.turn" and e["input"] == "hi"]
+    assert turn["text"] == first  # ... and assembled as one paragraph
+
+
+def test_an_over_long_line_is_one_error_and_the_next_lines_go_on(
+    shell_home: Path, tmp_path: Path
+) -> None:
+    from unith_shell.pipe import MAX_LINE
+
+    data = b"before\n" + b"x" * (MAX_LINE + 100) + b"\nafter\n"
+    env = cli_env(shell_home)
+    piped = subprocess.run([*UNITH_SHELL, "--local"], input=data, capture_output=True,
+                           env=env, timeout=120)  # fmt: skip
+    source = tmp_path / "input.txt"
+    source.write_bytes(data)
+    with source.open("rb") as stdin:
+        filed = subprocess.run([*UNITH_SHELL, "--local"], stdin=stdin, capture_output=True,
+                               env=env, timeout=120)  # fmt: skip
+    for result in (piped, filed):
+        assert result.returncode == 4, result.stderr.decode()[-2000:]
+        assert result.stderr.decode() == f"error: line 2: longer than {MAX_LINE} bytes; not sent\n"
+        out = result.stdout.decode()
+        assert "You said “before”" in out and "You said “after”" in out
+        assert "xxxxxxxx" not in out

@@ -233,17 +233,37 @@ async def test_number_and_pick_send_suggestions(repl: Repl) -> None:
     assert repl.sent_texts() == ["hello", second, first]
 
 
-async def test_out_of_range_number_is_an_error_and_the_shell_goes_on(repl: Repl) -> None:
+async def test_a_number_out_of_range_is_sent_as_text_and_pick_says_why(repl: Repl) -> None:
     repl.type("hello\r")
     await repl.reply_to("hello")
     assert len(repl.shell.suggestions) == 3
-    repl.type("7\r")
-    await repl.wait_output("no suggestion 7; there are 3")
+    repl.type("7\r")  # no suggestion 7: the number is what the user means to say
+    await repl.reply_to("7")
+    assert len(repl.shell.suggestions) == 3  # the reply to "7" has its own suggestions
     repl.type("/pick 0\r")
     await repl.wait_output("no suggestion 0")
     repl.type("still here\r")
     await repl.wait_sent("still here")
-    assert repl.sent_texts() == ["hello", "still here"]
+    assert repl.sent_texts() == ["hello", "7", "still here"]
+
+
+async def test_send_is_literal_and_numbers_pick_only_while_shown(repl: Repl) -> None:
+    repl.type("hello\r")
+    await repl.reply_to("hello")
+    repl.type("/send 2\r")  # suggestions are shown, but /send sends the text itself
+    await repl.reply_to("2")
+    repl.type("/send /status\r")
+    await repl.reply_to("/status")
+    first = repl.shell.suggestions[0]
+    repl.type("1\r")
+    await repl.reply_to(first)
+    repl.type("/clear\r")  # the suggestions are gone from the screen ...
+    await repl.wait(lambda: repl.output.erased > 0, "the screen cleared")
+    repl.type("1\r")  # ... so "1" is text
+    await repl.reply_to("1")
+    repl.type("/send\r")
+    await repl.wait_output("error: /send: usage: /send TEXT")
+    assert repl.sent_texts() == ["hello", "2", "/status", first, "1"]
 
 
 # ---- core commands ----------------------------------------------------------------------------
@@ -417,6 +437,7 @@ async def test_ctrl_c_interrupts_a_slow_turn_and_the_shell_goes_on(server: Local
         start = len(lines)
         repl.type("second\r")
         await repl.wait_output(": You said “second”", timeout=8)
+        await repl.reply_to("second", timeout=8)  # Ctrl+D with a reply due would ask first
         # The first turn's late parts came before the second reply: none of them was shown.
         assert lines[start].startswith(f"{shell.speaker()}: You said “second”"), lines[start:]
         assert repl.sent_texts() == ["first", "second"]
@@ -428,7 +449,7 @@ async def test_ctrl_d_on_empty_line_exits_zero_and_closes_the_socket(repl: Repl)
     repl.type("ab")
     repl.type("\x04")  # not empty: Ctrl+D deletes, it does not quit
     repl.type("\r")
-    await repl.wait_sent("ab")
+    await repl.reply_to("ab")  # with the reply still due, Ctrl+D would ask first
     assert repl.task is not None and not repl.task.done()
     await repl.at_prompt()
     repl.type("\x04")
@@ -545,3 +566,87 @@ async def test_a_bad_prompt_template_is_reported_once(server: LocalServer) -> No
     async with running(shell, lines, server) as repl:
         await repl.wait_output("prompt template '{bogus}> ' is invalid")
         assert len([line for line in repl.lines if "prompt template" in line]) == 1
+
+
+# ---- the REPL's small surprises (issue 9, item 9) -------------------------------------------
+
+
+@asynccontextmanager
+async def started(shell: Shell, lines: list[str], server: LocalServer) -> AsyncIterator[Repl]:
+    """Like ``running``, for any head: connected and at the prompt, greeting or not."""
+    output = RecordingOutput()
+    with create_pipe_input() as pipe, create_app_session(input=pipe, output=output) as app_session:
+        repl = Repl(shell, lines, pipe, app_session, output, server)
+        repl.task = asyncio.create_task(run_repl(shell))
+        try:
+            await repl.wait(lambda: shell.session.connected, "the connection")
+            await repl.at_prompt()
+            yield repl
+        finally:
+            if not repl.task.done():
+                shell.exit_requested = True
+                pipe.send_text("\x04")
+                await asyncio.wait_for(repl.task, 5)
+
+
+async def test_retry_offers_only_the_most_recent_message(repl: Repl) -> None:
+    repl.type("error\r")  # the demo heads answer "error" with an NLP exception
+    await repl.reply_to("error")
+    repl.type("hello\r")
+    await repl.reply_to("hello")
+    repl.type("/retry\r")  # "error" failed, but "hello", sent after it, was answered
+    await repl.wait_output("error: /retry: nothing to retry: the most recent message did not fail")
+    repl.type("error\r")
+    await repl.reply_to("error")
+    repl.type("/retry\r")
+    await repl.wait_output("resending 'error'")
+    await repl.server.wait_until(lambda: repl.sent_texts().count("error") == 3)
+    assert repl.sent_texts() == ["error", "hello", "error", "error"]
+
+
+async def test_streamed_chunks_flow_as_one_wrapped_paragraph(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shell, lines = make_shell(server, head="nova")
+    async with started(shell, lines, server) as repl:
+        monkeypatch.setenv("COLUMNS", "200")
+        start = len(lines)
+        repl.type("hi\r")
+        await repl.reply_to("hi")
+        await repl.wait_output("(type a number or /pick N)")
+        paragraph, suggestions = lines[start:]
+        assert paragraph.startswith("Nova: Streaming an answer about ")
+        assert paragraph.endswith(", inspired by “hi”, one small chunk at a time.")
+        assert suggestions.startswith("  1) Tell me more")
+        # A narrow terminal: the same paragraph, wrapped under the label.
+        monkeypatch.setenv("COLUMNS", "40")
+        start = len(lines)
+        repl.type("again\r")
+        await repl.reply_to("again")
+        await repl.wait(lambda: len(lines) > start and "(type a" in lines[-1], "the suggestions")
+        wrapped = lines[start:-1]
+        assert len(wrapped) >= 3 and wrapped[0].startswith("Nova: ")
+        assert all(line.startswith(" " * 6) and line[6] != " " for line in wrapped[1:])
+        assert all(len(line) < 40 for line in wrapped)
+        text = " ".join(line[6:] for line in wrapped)
+        assert text.startswith("Streaming an answer about ")
+        assert text.endswith(", inspired by “again”, one small chunk at a time.")
+
+
+async def test_quit_with_a_reply_due_asks_once(server: LocalServer) -> None:
+    server.set_fault("slow", delay=1.0)  # the turn takes 3 s
+    shell, lines = make_shell(server)
+    async with started(shell, lines, server) as repl:
+        repl.type("first\r")
+        await repl.wait(lambda: shell.session.turn_in_flight is not None, "the turn in flight")
+        await repl.at_prompt()
+        repl.type("second\r")
+        await repl.wait(lambda: len(shell.session.pending) == 1, "the queued message")
+        await repl.at_prompt()
+        repl.type("/quit\r")
+        await repl.wait_output("2 messages are still waiting for a reply; Ctrl+D or /quit again")
+        await repl.at_prompt()
+        assert not repl.task.done()  # type: ignore[union-attr]
+        repl.type("/quit\r")
+        assert await repl.exit_code() == 0
+        assert shell.session.state.value == "closed"

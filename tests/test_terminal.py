@@ -89,6 +89,7 @@ def test_half_typed_line_survives_server_output(shell_home: Path, children: list
     child.send("ed line\r")
     # ... and the whole line, as typed in two goes, is what went out (the head quotes it).
     child.expect_exact("Reply to “half typed line”, part 1 of 3.", timeout=15)
+    child.expect_exact("(type a number or /pick N)", timeout=15)  # the reply is complete
     child.expect_exact("slow>")
     quit_with_ctrl_d(child)
 
@@ -149,3 +150,46 @@ def test_ctrl_c_stops_a_running_command(shell_home: Path, tmp_path: Path, childr
     child.expect_exact("You said “still here”")
     quit_with_ctrl_d(child)
     assert "woke up" not in child.before
+
+
+def test_ctrl_d_with_replies_due_asks_once(shell_home: Path, children: list) -> None:
+    child = spawn(shell_home, "--org", "faults", "--head", "slow")  # 1 s before each part
+    children.append(child)
+    child.expect_exact("slow>")
+    child.send("first\r")
+    child.expect_exact("Reply to “first”, part 1 of 3.")
+    child.send(CTRL_D)
+    child.expect_exact("1 message is still waiting for a reply; Ctrl+D or /quit again to exit")
+    child.expect_exact("slow>")
+    assert child.isalive()
+    child.send(CTRL_D)  # the second one exits, reply or not
+    child.expect(pexpect.EOF, timeout=5)
+    child.close()
+    assert child.exitstatus == 0
+    assert "Part 3 of 3." not in child.before  # it did not wait for the rest
+
+
+def test_parts_after_a_line_the_user_sent_keep_the_speaker_label(
+    shell_home: Path, children: list
+) -> None:
+    child = pexpect.spawn(
+        UNITH_SHELL[0],
+        [*UNITH_SHELL[1:], "--local", "--org", "faults", "--head", "slow"],
+        env=cli_env(shell_home, NO_COLOR="1"),
+        dimensions=(30, 100),
+        encoding="utf-8",
+        timeout=10,
+    )
+    children.append(child)
+    child.expect_exact("slow>")
+    child.send("first\r")
+    child.expect_exact("Fault slow: Reply to “first”, part 1 of 3.")
+    child.send("typed while it streams")
+    child.expect_exact("Part 2 of 3.")  # above the half-typed line: under the label
+    child.send("\r")  # the line stays on screen; what comes next is labelled again
+    child.expect(r"\r\n([^\r\n]*)Part 3 of 3\.")
+    assert child.match.group(1).endswith("Fault slow: "), repr(child.match.group(1))
+    child.expect_exact("Fault slow: Reply to “typed while it streams”, part 1 of 3.")
+    child.expect_exact("(type a number or /pick N)", timeout=15)
+    child.expect_exact("slow>")
+    quit_with_ctrl_d(child)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from unith_shell.protocol import (
@@ -39,6 +40,36 @@ def escape_text(text: str) -> str:
     return sanitize_block(_BR.sub("\n", text))
 
 
+def is_chunk(part: ResponsePart) -> bool:
+    """A streamed chunk (a ``response`` event): a piece of a paragraph, not a paragraph."""
+    return part.event == "response"
+
+
+# Where a streamed chunk ends is [U] upstream: token streams usually carry their own spaces,
+# while the local server's streaming head sends word groups without the space between them.
+# So a chunk is joined as is when either side has the whitespace, else with one space.
+def join_chunk(paragraph: str, chunk: str) -> str:
+    if not paragraph or not chunk or paragraph[-1].isspace() or chunk[0].isspace():
+        return paragraph + chunk
+    return f"{paragraph} {chunk}"
+
+
+def reply_text(parts: Iterable[ResponsePart]) -> str:
+    """A reply's text as shown: parts on their own lines, a run of streamed chunks as one
+    paragraph (what the REPL shows, pipe mode prints and ``--json``'s turn line carries)."""
+    lines: list[str] = []
+    chunked = False
+    for part in parts:
+        if not part.text:
+            continue
+        if is_chunk(part) and chunked:
+            lines[-1] = join_chunk(lines[-1], part.text)
+        else:
+            lines.append(part.text)
+        chunked = is_chunk(part)
+    return "\n".join(lines)
+
+
 @dataclass(slots=True)
 class Style:
     """ANSI styles, or nothing when colour is off (pipes, NO_COLOR)."""
@@ -64,8 +95,10 @@ class Style:
         return self._wrap("32", text)
 
 
-def describe_event(event: ServerEvent) -> tuple[str, str] | None:
-    """A one-line notice for a non-part event: (level, text), or ``None`` if silent."""
+def describe_event(event: ServerEvent, hints: bool = True) -> tuple[str, str] | None:
+    """A one-line notice for a non-part event: (level, text), or ``None`` if silent.
+
+    ``hints=False`` (pipe mode) leaves out what to type next (``/retry``, ``/reconnect``)."""
     if isinstance(event, Join):
         if event.granted:
             return None
@@ -77,13 +110,15 @@ def describe_event(event: ServerEvent) -> tuple[str, str] | None:
     if isinstance(event, SessionTimeout):
         if event.granted:
             return None
-        return "error", "the session timed out (the server will not continue it); /reconnect"
+        hint = "; /reconnect" if hints else ""
+        return "error", f"the session timed out (the server will not continue it){hint}"
     if isinstance(event, ConversationEnd):
         return "warn", "the conversation ended; your next message starts a new one"
     if isinstance(event, NlpException):
         level = f" (level {event.level})" if event.level is not None else ""
         detail = f": {escape_text(event.message)}" if event.message else ""
-        return "error", f"the head could not answer{level}{detail}; /retry"
+        hint = "; /retry" if hints else ""
+        return "error", f"the head could not answer{level}{detail}{hint}"
     if isinstance(event, FeedbackAck):
         return None
     if isinstance(event, UnknownEvent):
@@ -123,40 +158,110 @@ class View:
 
     def write(self, text: str) -> None: ...
 
+    def break_flow(self) -> None:
+        """Something else reached the screen (a line the user sent): label the next part."""
+
+
+def _terminal_width() -> int:
+    return shutil.get_terminal_size().columns
+
 
 class HumanView(View):
-    """The REPL's view: speaker-labelled parts as they arrive, numbered suggestions."""
+    """The REPL's view: speaker-labelled parts as they arrive, numbered suggestions.
 
-    def __init__(self, write: Write, style: Style, speaker: Callable[[], str]) -> None:
+    A part is labelled with the speaker whenever the line above it is not its own turn's
+    (the first part, or after a notice, a command's output or a line the user sent). Streamed
+    chunks (``response`` events) flow into one paragraph, wrapped to the terminal width: each
+    line is printed once it is full, the rest when anything else is printed or the turn ends.
+    """
+
+    def __init__(
+        self,
+        write: Write,
+        style: Style,
+        speaker: Callable[[], str],
+        width: Callable[[], int] = _terminal_width,
+    ) -> None:
         self._out = write
         self.style = style
         self.speaker = speaker
-
-    def write(self, text: str) -> None:
-        """The sink for plain text (command output, ``shell.print``): through the gate."""
-        self._emit(sanitize_block(self.scrub(text)))
+        self.width = width
+        #: The turn whose text is the last thing on screen (its next part is not labelled).
+        self._flow: Turn | None = None
+        #: Streamed text of ``_paragraph_turn`` not printed yet (less than a line).
+        self._paragraph = ""
+        self._paragraph_turn: Turn | None = None
+        self._paragraph_labelled = False
 
     def _emit(self, line: str) -> None:
         # Only for lines built here from gated pieces plus the shell's own styles: the
         # styles are added after the gate, so they are the only ESC sequences that pass.
         self._out(self.scrub(line))
 
+    def write(self, text: str) -> None:
+        """The sink for plain text (command output, ``shell.print``): through the gate."""
+        self._flush_paragraph()
+        self._flow = None
+        self._emit(sanitize_block(self.scrub(text)))
+
+    def break_flow(self) -> None:
+        self._flow = None
+        if self._paragraph:
+            self._paragraph_labelled = True  # its next line comes below the user's line
+
+    def _lead(self, turn: Turn, label: str) -> str:
+        """The start of a part's first line: the speaker label, or the indent under it."""
+        if self._flow is turn:
+            return " " * (len(label) + 2)
+        self._flow = turn
+        return self.style.speaker(f"{label}: ")
+
     def parts(self, turn: Turn, parts: list[ResponsePart], first: bool) -> None:
+        if self._paragraph and self._paragraph_turn is not turn:
+            self._flush_paragraph()
         label = sanitize(self.speaker())
         pad = " " * (len(label) + 2)
-        for index, part in enumerate(parts):
+        for part in parts:
             text = escape_text(part.text)
-            if not text:
-                continue
-            lines = text.split("\n")
-            if first and index == 0:
-                head = self.style.speaker(f"{label}: ") + lines[0]
-            else:
-                head = pad + lines[0]
-            self._emit("\n".join([head, *(pad + line for line in lines[1:])]))
-            first = False
+            if text and is_chunk(part) and "\n" not in text:
+                self._add_chunk(turn, label, text)
+            elif text:
+                self._flush_paragraph()
+                lines = text.split("\n")
+                head = self._lead(turn, label) + lines[0]
+                self._emit("\n".join([head, *(pad + line for line in lines[1:])]))
             for url in part.media:
+                self._flush_paragraph()
                 self._emit(pad + self.style.dim(f"[image] {escape_text(url)}"))
+
+    def _add_chunk(self, turn: Turn, label: str, text: str) -> None:
+        if not self._paragraph:
+            self._paragraph_turn = turn
+            self._paragraph_labelled = self._flow is not turn
+        self._flow = turn
+        self._paragraph = join_chunk(self._paragraph, text)
+        room = max(20, self.width() - 1 - (len(label) + 2))
+        # Print every full line now; keep the last, still growing one.
+        while len(self._paragraph) > room:
+            cut = self._paragraph.rfind(" ", 0, room + 1)
+            if cut <= 0:
+                cut = room  # one word longer than a line: break it
+            line, self._paragraph = self._paragraph[:cut], self._paragraph[cut:].lstrip(" ")
+            self._emit_paragraph_line(label, line)
+
+    def _emit_paragraph_line(self, label: str, line: str) -> None:
+        if self._paragraph_labelled:
+            head = self.style.speaker(f"{label}: ")
+            self._paragraph_labelled = False
+        else:
+            head = " " * (len(label) + 2)
+        self._emit(head + line)
+
+    def _flush_paragraph(self) -> None:
+        if self._paragraph:
+            line, self._paragraph = self._paragraph, ""
+            self._emit_paragraph_line(sanitize(self.speaker()), line)
+            self._paragraph_turn = None
 
     def suggestions(self, suggestions: list[str]) -> None:
         if suggestions:
@@ -164,6 +269,7 @@ class HumanView(View):
             self._emit(self.style.dim(f"  {items}   (type a number or /pick N)"))
 
     def turn_end(self, turn: Turn) -> None:
+        self._flush_paragraph()
         if turn.outcome in ("last", "choice"):
             if turn.error:
                 self.notice("warn", f"reply incomplete: {turn.error}")

@@ -2,7 +2,8 @@
 
 Replies are printed above the prompt (``patch_stdout``) while the user types; the socket is
 read by the session's own task. Ctrl+C clears the line, or stops waiting for the reply in
-flight; Ctrl+D on an empty line (or ``/quit``) closes the socket and exits 0.
+flight; Ctrl+D on an empty line (or ``/quit``) closes the socket and exits 0, after asking
+once if messages are still waiting for a reply.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def build_key_bindings(shell: Shell) -> KeyBindings:
         buffer = event.app.current_buffer
         if buffer.text:
             buffer.delete()
-        else:
+        elif shell.confirm_quit():  # with replies still due, it asks once first
             event.app.exit(exception=EOFError)
 
     return bindings
@@ -213,6 +214,8 @@ async def _loop(shell: Shell, prompt: PromptSession[str]) -> None:
             continue
         except EOFError:
             break
+        # The line just accepted stays on screen: a reply's next part is labelled again.
+        shell.view.break_flow()
         task = loop.create_task(shell.handle_line(line))
         # Ctrl+C while a command runs (no prompt to catch it) cancels that command.
         with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -96,8 +96,13 @@ class Shell(SessionListener):
         self.on_change: Callable[[], None] = lambda: None
         #: Set by the front end: clears the screen (``/clear``).
         self.clear_screen: Callable[[], None] = lambda: None
+        #: The most recent message, if it got no reply: what ``/retry`` offers.
         self.last_failed: Turn | None = None
         self._labelled: set[int] = set()
+        #: False in pipe mode: no REPL-only hints (``/retry``, Ctrl+D), no quit confirmation.
+        self.interactive = True
+        #: Set by a first ``/quit`` or Ctrl+D while messages wait for a reply; the next exits.
+        self.quit_asked = False
 
     # ---- start and stop -----------------------------------------------------------------------
 
@@ -159,14 +164,39 @@ class Shell(SessionListener):
         if parsed is not None:
             await self.run_command(*parsed)
             return
+        await self.send(self.message_text(line))
+
+    def message_text(self, line: str) -> str:
+        """What a plain line sends: a bare number picks a suggestion of the last reply while
+        they are shown and it is in range; anything else (``//text`` as ``/text``) is text.
+
+        Pipe mode and the REPL both route through here, so they agree. ``/send`` skips it.
+        """
         stripped = line.strip()
-        if stripped.isdigit() and self.suggestions:
-            try:
-                await self.pick(int(stripped))
-            except CommandError as exc:  # out of range: one line, the shell goes on
-                self.notice(str(exc), level="error")
-            return
-        await self.send(literal_text(line))
+        if stripped.isascii() and stripped.isdigit() and len(stripped) < 6:
+            number = int(stripped)
+            if 1 <= number <= len(self.suggestions):
+                return self.suggestions[number - 1]
+        return literal_text(line)
+
+    def waiting(self) -> int:
+        """Messages with no reply yet: the one in flight plus those queued."""
+        session = self.session
+        return len(session.pending) + (session.turn_in_flight is not None)
+
+    def confirm_quit(self) -> bool:
+        """True if the shell may exit now. With messages still waiting for a reply, the first
+        ``/quit`` or Ctrl+D says how many and returns False; the next one exits."""
+        waiting = self.waiting()
+        if not self.interactive or self.exit_requested or self.quit_asked or not waiting:
+            return True
+        self.quit_asked = True
+        what = "message is" if waiting == 1 else "messages are"
+        self.notice(
+            f"{waiting} {what} still waiting for a reply; Ctrl+D or /quit again to exit",
+            level="warn",
+        )
+        return False
 
     async def run_command(self, name: str, arg: str) -> None:
         command = self.registry.get(name)
@@ -198,9 +228,11 @@ class Shell(SessionListener):
 
     async def send(self, text: str) -> Turn | None:
         self.suggestions = []
+        self.quit_asked = False  # one more message waits: the next /quit or Ctrl+D asks again
         turn = await self.session.send(text)
         state = self.session.state
-        if turn is not None and state is not State.CONNECTED:
+        # Pipe mode reports every line's outcome itself: no "pending" notes there.
+        if turn is not None and state is not State.CONNECTED and self.interactive:
             if state is State.DISCONNECTED and self.session.last_error:
                 why = f"not connected ({self.session.last_error}); /reconnect to try again"
                 self.notice(f"pending: {text[:40]!r}: {why}", level="warn")
@@ -293,8 +325,11 @@ class Shell(SessionListener):
         if isinstance(event, Join) and session.state is not State.CONNECTED:
             return  # a join refused during the handshake is reported once, as the error
         if isinstance(event, TimeoutWarning):
-            action = "keeping the session alive" if session.options.keep_alive else "/keep to stay"
-            self.notice(f"inactivity warning: the session will time out soon; {action}", "warn")
+            if session.options.keep_alive:
+                action = "; keeping the session alive"
+            else:
+                action = "; /keep to stay" if self.interactive else ""
+            self.notice(f"inactivity warning: the session will time out soon{action}", "warn")
             return
         self.view.event(event)
 
@@ -318,6 +353,8 @@ class Shell(SessionListener):
             pass  # not shown, so its suggestions must not replace the ones on screen
         elif turn.outcome in ("last", "choice"):
             self.suggestions = list(turn.suggestions)
+            if turn.message_id != GREETING_ID:
+                self.last_failed = None  # a later message was answered: nothing to retry
         elif turn.message_id != GREETING_ID and turn.outcome != "cancelled":
             self.last_failed = turn
         if not self._repeat_greeting(session, turn):

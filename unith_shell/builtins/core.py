@@ -1,4 +1,4 @@
-"""Core commands: /help /quit /status /reconnect /raw /clear /pick /retry /keep.
+"""Core commands: /help /quit /status /reconnect /raw /clear /pick /send /retry /keep.
 
 A bundled plugin like any other: it uses only the public hook API.
 """
@@ -32,12 +32,17 @@ def help_command(ctx: Context, arg: str) -> None:
     for command_name in registry.names():
         command = registry.commands[command_name]
         ctx.print(f"  /{command_name.ljust(width)}{command.help}")
-    ctx.print("Keys: Enter sends, Esc+Enter inserts a newline, Ctrl+R searches history,")
-    ctx.print("      Ctrl+C clears the line or stops waiting for a reply, Ctrl+D quits.")
+    ctx.print("A bare number N sends suggestion N of the last reply while its suggestions are")
+    ctx.print("shown and N is in range; otherwise it is sent as text. /send TEXT sends TEXT as is.")
+    if ctx.shell.interactive:  # keys mean nothing in pipe mode
+        ctx.print("Keys: Enter sends, Esc+Enter inserts a newline, Ctrl+R searches history,")
+        ctx.print("      Ctrl+C clears the line or stops waiting for a reply, Ctrl+D quits")
+        ctx.print("      (with messages still waiting for a reply it asks once first).")
 
 
 def quit_command(ctx: Context, arg: str) -> None:
-    ctx.shell.exit_requested = True
+    if ctx.shell.confirm_quit():
+        ctx.shell.exit_requested = True
 
 
 def _when(seconds: float | None) -> str:
@@ -93,6 +98,7 @@ def raw_command(ctx: Context, arg: str) -> None:
 
 def clear_command(ctx: Context, arg: str) -> None:
     ctx.shell.clear_screen()
+    ctx.shell.suggestions = []  # no longer shown, so a bare number is text again
 
 
 async def pick_command(ctx: Context, arg: str) -> None:
@@ -103,10 +109,17 @@ async def pick_command(ctx: Context, arg: str) -> None:
     await ctx.shell.pick(number)
 
 
+async def send_command(ctx: Context, arg: str) -> None:
+    # ``arg`` as typed (split_command trims the ends): "2" is not a pick, "/x" not a command.
+    if not arg:
+        raise CommandError("usage: /send TEXT (sent exactly as typed)")
+    await ctx.shell.send(arg)
+
+
 async def retry_command(ctx: Context, arg: str) -> None:
     turn = ctx.shell.last_failed
     if turn is None:
-        raise CommandError("nothing to retry: no message went unanswered")
+        raise CommandError("nothing to retry: the most recent message did not fail")
     ctx.shell.last_failed = None
     text = turn.input or turn.prompt  # as typed: before_send plugins run again on it
     ctx.print(f"resending {text[:60]!r}")
@@ -154,5 +167,11 @@ def register_commands(register: Callable[..., None]) -> None:
         usage="N",
         complete=_pick_numbers,
     )
-    register("retry", retry_command, help="Resend the last message that got no reply")
+    register(
+        "send",
+        send_command,
+        help="Send TEXT literally (a number or a /word too)",
+        usage="TEXT",
+    )
+    register("retry", retry_command, help="Resend the most recent message if it got no reply")
     register("keep", keep_command, help="Keep the session alive after an inactivity warning")
