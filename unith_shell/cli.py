@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Chat with a Unith digital human from the terminal.",
         epilog=(
             "Other commands: 'unith-shell serve [--host H] [--port N]' runs the local Unith "
-            "server; 'unith-shell plugins [--json]' lists plugins. Without a terminal on "
+            "server; 'unith-shell plugins [--json]' lists plugins; 'unith-shell test PATH...' "
+            "runs conversation scenarios (docs/testing.md). Without a terminal on "
             "stdin (or with -m), each input line is a message and replies go to stdout."
         ),
     )
@@ -178,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(argv[1:])
     if argv and argv[0] == "plugins":
         return list_plugins(argv[1:], env)
+    if argv and argv[0] == "test":
+        from unith_shell.scenario.cli import main as test_main
+
+        return test_main(argv[1:], env)
     try:
         _, loaded = resolve(argv, env)
     except Exception as exc:
