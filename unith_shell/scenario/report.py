@@ -47,7 +47,9 @@ def _block(text: str, indent: str) -> str:
 
 def _latency(step: StepResult) -> str:
     def ms(value: float | None) -> str:
-        return "none" if value is None else f"{value * 1000:.0f} ms"
+        if value is None:
+            return "none"
+        return f"{value * 1000:.1f} ms" if value < 0.01 else f"{value * 1000:.0f} ms"
 
     return f"first part {ms(step.first_latency)}, last part {ms(step.total_latency)}"
 

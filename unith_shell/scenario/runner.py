@@ -253,9 +253,16 @@ async def run_job(job: Job, config: RunConfig, progress: Progress | None = None)
         result.status = _overall(result.steps)
         return result
     finally:
-        await shell.stop()
+        await _stop(shell)
         result.notices = view.notices
         result.duration = time.monotonic() - started
+
+
+async def _stop(shell: Shell) -> None:
+    """``Shell.stop`` without closing the process's shared HTTP clients: other scenarios
+    may be logging in on them right now (``--jobs``); the run closes them at its end."""
+    await shell.session.close()
+    await shell.plugins.call("shell_exit", {"shell": shell})
 
 
 def _overall(steps: list[StepResult]) -> str:
@@ -393,6 +400,8 @@ class _Steps:
             failures, waiting = self._assert(step, reply)
             if not failures or not waiting or asyncio.get_running_loop().time() >= deadline:
                 break
+            if self.session.state is not State.CONNECTED:
+                break  # ended, timed out or gone: no more events will come on this socket
             await self.shell.wait_change(deadline)  # an expected event may still come
         explained = {
             spec["name"]
