@@ -26,16 +26,30 @@ _CONFIG = pytest.StashKey["RunConfig | None"]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("unith-shell", "unith-shell scenarios")
-    group.addoption("--unith-local", action="store_true", default=None,
-                    help="run scenarios against the built-in local server")  # fmt: skip
-    group.addoption("--unith-head", action="append", default=[], metavar="ORG/HEAD",
-                    help="run every scenario against this head (repeatable)")  # fmt: skip
+    group.addoption(
+        "--unith-local",
+        action="store_true",
+        default=None,
+        help="run scenarios against the built-in local server",
+    )
+    group.addoption(
+        "--unith-head",
+        action="append",
+        default=[],
+        metavar="ORG/HEAD",
+        help="run every scenario against this head (repeatable)",
+    )
     group.addoption("--unith-base-url", metavar="URL", help="REST base URL")
     group.addoption("--unith-profile", metavar="NAME", help="config file profile")
-    group.addoption("--unith-no-plugins", action="store_true", default=None,
-                    help="load bundled unith-shell plugins only")  # fmt: skip
-    parser.addini("unith_local", "run scenarios against the built-in local server",
-                  type="bool", default=False)  # fmt: skip
+    group.addoption(
+        "--unith-no-plugins",
+        action="store_true",
+        default=None,
+        help="load bundled unith-shell plugins only",
+    )
+    parser.addini(
+        "unith_local", "run scenarios against the built-in local server", type="bool", default=False
+    )
 
 
 def _run_config(config: pytest.Config) -> RunConfig:

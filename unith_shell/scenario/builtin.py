@@ -74,8 +74,10 @@ def _bounds(value: Any, what: str, extra: tuple[str, ...] = ()) -> dict[str, Any
     for key in value:
         if key not in allowed:
             raise ValueError(f"{what}: unknown key {key!r}; allowed: {', '.join(allowed)}")
-    return {k: (_count(v, f"{what}.{k}") if k in ("count", "min", "max") else v)
-            for k, v in value.items()}  # fmt: skip
+    return {
+        k: (_count(v, f"{what}.{k}") if k in ("count", "min", "max") else v)
+        for k, v in value.items()
+    }
 
 
 def _in_bounds(n: int, bounds: dict[str, Any]) -> bool:
@@ -284,8 +286,16 @@ BUILTINS: tuple[tuple[str, Callable[..., Outcome], dict[str, Any]], ...] = (
     ("similar", similar, {"parse": parse_similar, "help": "difflib ratio >= min (0.8)"}),
     ("parts", parts, {"parse": lambda v: _bounds(v, "parts"), "help": "number of parts"}),
     ("suggestions", suggestions, {"parse": parse_suggestions, "help": "count and contents"}),
-    ("event", event, {"parse": parse_event, "needs_turn": False, "waits": True,
-                      "help": "these server events came during the step"}),  # fmt: skip
+    (
+        "event",
+        event,
+        {
+            "parse": parse_event,
+            "needs_turn": False,
+            "waits": True,
+            "help": "these server events came during the step",
+        },
+    ),
     ("video", video, {"parse": parse_video, "help": "each spoken part has a video URL"}),
     ("latency", latency, {"parse": parse_latency, "help": "first/last part within budgets"}),
 )

@@ -40,8 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     add("paths", nargs="+", metavar="PATH", help="scenario files, or folders to search")
     add("--local", action="store_true", default=None, help="run against the built-in server")
     add("--base-url", metavar="URL", help="REST base URL (default: Unith's chat-origin host)")
-    add("--head", action="append", dest="heads", default=[], metavar="ORG/HEAD",
-        help="run every scenario against this head (repeatable: a matrix)")  # fmt: skip
+    add(
+        "--head",
+        action="append",
+        dest="heads",
+        default=[],
+        metavar="ORG/HEAD",
+        help="run every scenario against this head (repeatable: a matrix)",
+    )
     add("--profile", metavar="NAME", help="use [profiles.NAME] from the config file")
     add("-k", dest="keyword", metavar="SUBSTRING", help="only scenarios whose name or file has it")
     add("--repeat", type=positive, default=1, metavar="N", help="run each scenario N times")
@@ -52,10 +58,20 @@ def _parser() -> argparse.ArgumentParser:
     add("--timeout", type=float, metavar="SECONDS", help="per-turn timeout when a file sets none")
     add("--run-id", metavar="ID", help="the run id (sent as the handshake's data_tag)")
     add("--no-plugins", action="store_true", default=None, help="load bundled plugins only")
-    add("--plugin", action="append", dest="plugins", metavar="MODULE_OR_PATH",
-        help="load a plugin module or .py file (repeatable)")  # fmt: skip
-    add("--plugins-dir", action="append", dest="plugins_dirs", metavar="DIR",
-        help="also load every *.py in DIR (repeatable)")  # fmt: skip
+    add(
+        "--plugin",
+        action="append",
+        dest="plugins",
+        metavar="MODULE_OR_PATH",
+        help="load a plugin module or .py file (repeatable)",
+    )
+    add(
+        "--plugins-dir",
+        action="append",
+        dest="plugins_dirs",
+        metavar="DIR",
+        help="also load every *.py in DIR (repeatable)",
+    )
     return parser
 
 
@@ -164,11 +180,15 @@ async def _run(jobs: list[Any], config: Any, fmt: str, output: str | None) -> in
     human.report(summary)
     if fmt != "human" or output:
         text = {
-            "human": lambda: "\n\n".join(
-                [*(report.failure_text(r) for r in results if r.status != "passed"),
-                 summary.line()]  # fmt: skip
-            )
-            + "\n",
+            "human": lambda: (
+                "\n\n".join(
+                    [
+                        *(report.failure_text(r) for r in results if r.status != "passed"),
+                        summary.line(),
+                    ]
+                )
+                + "\n"
+            ),
             "json": lambda: report.json_lines(summary),
             "junit": lambda: report.junit_xml(summary),
             "tap": lambda: report.tap(summary),

@@ -28,8 +28,15 @@ from unith_shell.scenario.model import (
 
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_FILE_BYTES = 1 << 20  # a scenario is a short script; this bounds what a typo can load
-TOP_KEYS = ("name", "description", "head", "timeout", "ignore_case", "normalize_whitespace",
-            "steps")  # fmt: skip
+TOP_KEYS = (
+    "name",
+    "description",
+    "head",
+    "timeout",
+    "ignore_case",
+    "normalize_whitespace",
+    "steps",
+)
 STEP_KINDS = ("greeting", "user", "pick", "keep", "wait", "reconnect")
 STEP_KEYS = ("expect", "capture", "timeout", "name")
 OPTION_KEYS = ("ignore_case", "normalize_whitespace")
@@ -71,9 +78,7 @@ def find_files(paths: Iterable[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found.extend(
-                sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
-            )
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()))
         elif path.exists():
             found.append(path)
         else:
@@ -215,11 +220,11 @@ class _Reader:
             raise self.error(steps_node, "steps must be a non-empty list")
         defaults = MatchOptions(**options)
         steps = [
-            self.step(index, node, defaults)
-            for index, node in enumerate(steps_node.value, start=1)
+            self.step(index, node, defaults) for index, node in enumerate(steps_node.value, start=1)
         ]
-        return Scenario(name, self.path, root.start_mark.line + 1, steps, head, timeout,
-                        description)  # fmt: skip
+        return Scenario(
+            name, self.path, root.start_mark.line + 1, steps, head, timeout, description
+        )
 
     def text(self, node: yaml.Node, what: str) -> str:
         value = self.value(node)
@@ -288,9 +293,7 @@ class _Reader:
             raise self.error(node, f"{kind}: expected nothing, true, or a mapping of checks")
         return None
 
-    def expectations(
-        self, node: yaml.Node, kind: str, defaults: MatchOptions
-    ) -> list[Expectation]:
+    def expectations(self, node: yaml.Node, kind: str, defaults: MatchOptions) -> list[Expectation]:
         entries = self.mapping(node, "expect")
         options = {k: getattr(defaults, k) for k in OPTION_KEYS}
         for key, _, child in entries:
@@ -338,7 +341,9 @@ class _Reader:
             except re.error as exc:
                 raise self.error(child, f"capture: bad regular expression: {exc}") from None
             if name is None and not compiled.groupindex:
-                raise self.error(child, "capture: name the value ({name: REGEX}) or use (?P<name>...)")
+                raise self.error(
+                    child, "capture: name the value ({name: REGEX}) or use (?P<name>...)"
+                )
             for ref in references(pattern):
                 self.check_reference(ref, child)
             found.append(Capture(name, pattern, line))

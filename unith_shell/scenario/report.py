@@ -14,11 +14,18 @@ from typing import TextIO
 
 from unith_shell.render import escape_text
 from unith_shell.sanitize import json_line, sanitize
-from unith_shell.scenario.runner import Job, Progress, ScenarioResult, StepResult
+from unith_shell.scenario.runner import Job, Progress, ScenarioResult
+from unith_shell.scenario.steps import StepResult
 
 FORMATS = ("human", "json", "junit", "tap")
-_MARK = {"passed": "PASS", "failed": "FAIL", "timeout": "TIME", "error": "ERR ",
-         "refused": "BUSY", "skipped": "SKIP"}  # fmt: skip
+_MARK = {
+    "passed": "PASS",
+    "failed": "FAIL",
+    "timeout": "TIME",
+    "error": "ERR ",
+    "refused": "BUSY",
+    "skipped": "SKIP",
+}
 
 
 @dataclass(slots=True)
@@ -32,9 +39,14 @@ class Summary:
         return sum(1 for r in self.results if r.status == status)
 
     def line(self) -> str:
-        words = [("passed", "passed"), ("failed", "failed"), ("timeout", "timed out"),
-                 ("error", "could not connect"), ("refused", "refused (high demand)"),
-                 ("skipped", "skipped")]  # fmt: skip
+        words = [
+            ("passed", "passed"),
+            ("failed", "failed"),
+            ("timeout", "timed out"),
+            ("error", "could not connect"),
+            ("refused", "refused (high demand)"),
+            ("skipped", "skipped"),
+        ]
         said = [f"{self.count(s)} {w}" for s, w in words if self.count(s) or s == "passed"]
         return f"{', '.join(said)} in {self.elapsed:.2f} s (run id {self.run_id})"
 
@@ -181,8 +193,12 @@ def _result_obj(result: ScenarioResult) -> dict[str, object]:
                 "first_latency": s.first_latency,
                 "total_latency": s.total_latency,
                 "failures": [
-                    {"assertion": f.assertion, "expected": f.expected, "actual": f.actual,
-                     "line": f.line}  # fmt: skip
+                    {
+                        "assertion": f.assertion,
+                        "expected": f.expected,
+                        "actual": f.actual,
+                        "line": f.line,
+                    }
                     for f in s.failures
                 ],
             }
@@ -198,8 +214,12 @@ def json_lines(summary: Summary) -> str:
     counts = {s: summary.count(s) for s in _MARK}
     lines.append(
         json_line(
-            {"event": "summary", "run_id": summary.run_id, "elapsed": round(summary.elapsed, 4),
-             **counts}  # fmt: skip
+            {
+                "event": "summary",
+                "run_id": summary.run_id,
+                "elapsed": round(summary.elapsed, 4),
+                **counts,
+            }
         )
     )
     return "\n".join(lines) + "\n"
