@@ -22,6 +22,7 @@ from unith_shell.scenario.model import (
     MatchOptions,
     Scenario,
     Step,
+    interpolate,
     parse_duration,
     references,
 )
@@ -312,12 +313,15 @@ class _Reader:
             if assertion.needs_turn and kind in ("keep", "wait"):
                 raise self.error(key_node, f"{key}: a {kind} step has no reply to check")
             raw = self.value(child)
-            for ref in references(raw):
+            refs = references(raw)
+            for ref in refs:
                 self.check_reference(ref, child)
-            argument = raw
+            # Without references the value is final now (`{{` is a literal brace); with them,
+            # the runner fills them in and parses again.
+            argument = raw if refs else interpolate(raw, {}, escape=assertion.regex)
             if assertion.parse is not None:
                 try:
-                    argument = assertion.parse(raw)
+                    argument = assertion.parse(argument)
                 except (ValueError, TypeError) as exc:
                     raise self.error(child, f"{key}: {exc}") from None
             found.append(Expectation(key, argument, raw, key_node.start_mark.line + 1, match))
