@@ -137,6 +137,7 @@ async def test_every_builtin_assertion_passes_and_fails(tmp_path: Path, server: 
 
     bad = """
         head: unith/aiko
+        timeout: 0.5
         steps:
           - user: hello
             expect:
@@ -194,12 +195,12 @@ async def test_matrix_jobs_and_fresh_sessions(tmp_path: Path, server: LocalServe
         tmp_path,
         server.base_url,
         "steps:\n  - greeting: {parts: {min: 1}}\n  - user: hello\n    expect: {contains: hello}\n",
-        heads=("unith/aiko", "unith/kai", "faults/slow"),
+        heads=("unith/aiko", "unith/kai", "faults/out-of-order"),
         repeat=2,
         jobs=3,
     )
     assert [r.job.head_key for r in results] == ["unith/aiko"] * 2 + ["unith/kai"] * 2 + [
-        "faults/slow"
+        "faults/out-of-order"
     ] * 2
     assert [r.status for r in results] == ["passed"] * 6
     assert server.connections == 6  # one fresh session per scenario run
