@@ -53,8 +53,18 @@ def test_a_changed_expectation_fails_naming_the_step(shell_home: Path, tmp_path:
 def test_junit_output_is_valid_xml(shell_home: Path, tmp_path: Path) -> None:
     report = tmp_path / "out" / "junit.xml"
     report.parent.mkdir()
-    proc = unith_test(shell_home, str(MENU), str(changed_menu(tmp_path)), "--local",
-                      "--format", "junit", "--output", str(report), "--run-id", "ci-42")  # fmt: skip
+    proc = unith_test(
+        shell_home,
+        str(MENU),
+        str(changed_menu(tmp_path)),
+        "--local",
+        "--format",
+        "junit",
+        "--output",
+        str(report),
+        "--run-id",
+        "ci-42",
+    )
     assert proc.returncode == 1, proc.stderr
     root = ET.parse(report).getroot()
     assert root.tag == "testsuites"

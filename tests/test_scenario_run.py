@@ -104,7 +104,9 @@ async def test_a_changed_expectation_names_step_expected_and_actual(
     assert exit_status([result]) == EXIT_FAILED
 
 
-async def test_every_builtin_assertion_passes_and_fails(tmp_path: Path, server: LocalServer) -> None:
+async def test_every_builtin_assertion_passes_and_fails(
+    tmp_path: Path, server: LocalServer
+) -> None:
     good = """
         head: unith/aiko
         steps:
@@ -153,8 +155,17 @@ async def test_every_builtin_assertion_passes_and_fails(tmp_path: Path, server: 
         """
     [result] = await run(tmp_path, server.base_url, bad)
     kinds = [f.assertion for s in result.steps for f in s.failures]
-    assert kinds == ["contains", "not_contains", "any_of", "similar", "parts", "suggestions",
-                     "video", "latency", "event"]  # fmt: skip
+    assert kinds == [
+        "contains",
+        "not_contains",
+        "any_of",
+        "similar",
+        "parts",
+        "suggestions",
+        "video",
+        "latency",
+        "event",
+    ]
 
 
 async def test_an_unexpected_error_turn_fails_unless_expected(
@@ -177,8 +188,9 @@ async def test_a_silent_head_times_out_with_exit_4(tmp_path: Path, server: Local
 
 
 async def test_a_refused_join_is_reported_as_refused(tmp_path: Path, server: LocalServer) -> None:
-    [result] = await run(tmp_path, server.base_url, "steps:\n  - user: hi\n",
-                         heads=("faults/join-refused",))  # fmt: skip
+    [result] = await run(
+        tmp_path, server.base_url, "steps:\n  - user: hi\n", heads=("faults/join-refused",)
+    )
     assert result.status == "refused" and "join refused" in result.message
     assert exit_status([result]) == EXIT_CONNECT
     assert "refused (high demand)" in report.Summary([result], RUN_ID, 1.0).line()
@@ -239,7 +251,7 @@ async def test_plugins_apply_to_scenarios_unless_switched_off(
     tmp_path: Path, server: LocalServer
 ) -> None:
     transform = str(REPO / "tests" / "plugin_fixtures" / "transform.py")
-    text = "head: unith/aiko\nsteps:\n  - user: hello\n    expect: {contains: '[t] You said “HELLO”'}\n"
+    text = "steps:\n  - user: hello\n    expect: {contains: '[t] You said “HELLO”'}\n"
     [result] = await run(tmp_path, server.base_url, text, plugins=[transform])
     assert result.status == "passed", report.failure_text(result)
     assert any(f.get("text") == "HELLO" for f in server.received)  # before_send ran
@@ -247,7 +259,7 @@ async def test_plugins_apply_to_scenarios_unless_switched_off(
     assert result.status == "failed"
 
 
-PLUGIN = '''
+PLUGIN = """
 from unith_shell import hookimpl
 from unith_shell.scenario import Outcome
 
@@ -266,7 +278,7 @@ def parse(value):
 def max_words(reply, expected):
     n = len(reply.text.split())
     return Outcome(n <= expected, f"at most {expected} words", f"{n} words")
-'''
+"""
 
 
 async def test_a_plugin_adds_an_assertion_kind(tmp_path: Path, server: LocalServer) -> None:

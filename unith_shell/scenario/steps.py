@@ -55,9 +55,20 @@ class ObservingShell(Shell):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        #: Events since the current step began (cleared per step: memory stays flat).
         self.events: list[ServerEvent] = []
         self.connect_mark = 0  # index into events where the latest connection began
+        #: The events of the latest connection's handshake and greeting.
+        self.greeting_events: list[ServerEvent] = []
         self.changed = asyncio.Event()
+
+    def begin_step(self) -> None:
+        self.events.clear()
+        self.connect_mark = 0
+
+    async def on_connect(self, session: Session) -> None:
+        self.greeting_events = self.events[self.connect_mark :]
+        await super().on_connect(session)
 
     async def on_event(self, session: Session, event: ServerEvent) -> None:
         await super().on_event(session, event)  # after_receive runs first, as in the shell
@@ -105,11 +116,11 @@ class StepRunner:
 
     async def _run(self, step: Step, result: StepResult) -> None:
         loop = asyncio.get_running_loop()
-        mark = len(self.shell.events)
+        self.shell.begin_step()
         kind = step.kind
         if kind == "greeting":
             turn = self.session.greeting
-            await self._check(step, result, turn, self.shell.connect_mark, loop.time())
+            await self._check(step, result, turn, loop.time(), greeting=True)
         elif kind in ("user", "pick"):
             text = self._text_to_send(step, result)
             if text is None:
@@ -121,13 +132,13 @@ class StepRunner:
                 )
                 return
             await self._wait_turn(turn, step)
-            await self._check(step, result, turn, mark, loop.time() + self._limit(step))
+            await self._check(step, result, turn, loop.time() + self._limit(step))
         elif kind == "keep":
             await self.session.keep_session()
-            await self._check(step, result, None, mark, loop.time() + self._limit(step))
+            await self._check(step, result, None, loop.time() + self._limit(step))
         elif kind == "wait":
             await asyncio.sleep(float(step.value))
-            await self._check(step, result, None, mark, loop.time())
+            await self._check(step, result, None, loop.time())
         elif kind == "reconnect":
             before = self.session.connections
             self.session.reconnect()
@@ -138,9 +149,7 @@ class StepRunner:
                     result.status, result.message = "error", f"reconnect failed: {sanitize(why)}"
                     return
                 await self.shell.wait_change(deadline)
-            await self._check(
-                step, result, self.session.greeting, self.shell.connect_mark, loop.time()
-            )
+            await self._check(step, result, self.session.greeting, loop.time(), greeting=True)
 
     def _text_to_send(self, step: Step, result: StepResult) -> str | None:
         if step.kind == "user":
@@ -182,12 +191,18 @@ class StepRunner:
             turn.finish("timed out", f"no reply within {limit:g} s")
 
     async def _check(
-        self, step: Step, result: StepResult, turn: Turn | None, mark: int, deadline: float
+        self,
+        step: Step,
+        result: StepResult,
+        turn: Turn | None,
+        deadline: float,
+        *,
+        greeting: bool = False,
     ) -> None:
         if turn is not None:
             result.first_latency, result.total_latency = turn.first_latency, turn.total_latency
         while True:
-            reply = self._reply(turn, mark)
+            reply = self._reply(turn, greeting)
             failures, waiting = self._assert(step, reply)
             if not failures or not waiting or asyncio.get_running_loop().time() >= deadline:
                 break
@@ -211,8 +226,8 @@ class StepRunner:
         if turn is not None and not failures:
             self._capture(step, result, reply)
 
-    def _reply(self, turn: Turn | None, mark: int) -> Reply:
-        events = self.shell.events[mark:]
+    def _reply(self, turn: Turn | None, greeting: bool) -> Reply:
+        events = list(self.shell.greeting_events if greeting else self.shell.events)
         if turn is None:
             return Reply(events=events)
         parts = turn.parts
