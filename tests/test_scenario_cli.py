@@ -152,3 +152,26 @@ def test_pytest_plugin_is_opt_in_and_reports_steps(tmp_path: Path) -> None:
     assert opted.returncode == 1, opted.stdout[-3000:]
     assert "1 failed, 1 passed" in opted.stdout
     assert "step 3 (pick: 1)" in opted.stdout and "expected: /(?i)weather/" in opted.stdout
+
+
+def test_progress_is_updated_in_place_in_a_terminal(shell_home: Path, tmp_path: Path) -> None:
+    import pexpect
+
+    slow = tmp_path / "slow.yaml"
+    slow.write_text("name: slow\nsteps:\n  - greeting: {}\n  - wait: 0.5s\n  - user: hi\n")
+    child = pexpect.spawn(
+        UNITH_SHELL[0],
+        [*UNITH_SHELL[1:], "test", str(slow), "--local"],
+        env=cli_env(shell_home),
+        dimensions=(30, 100),
+        encoding="utf-8",
+        timeout=20,
+    )
+    try:
+        child.expect_exact("running: slow [unith/aiko] step 2/3")  # the wait step, in place
+        child.expect_exact("\r\x1b[KPASS slow [unith/aiko]")  # the same line, replaced
+        child.expect_exact("1 passed in ")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
