@@ -46,7 +46,7 @@ class Head:
         """The answer to ``text``; ``earlier`` are this conversation's previous messages (demo
         heads remember what they were told: :func:`.personas.recall`)."""
         answer = self.persona(text)
-        remembered = recall(text, earlier) if self.fault is None and earlier else None
+        remembered = recall(text, earlier) if self.fault is None else None
         if remembered is not None and answer.parts:
             answer = replace(answer, parts=(remembered, *answer.parts[1:]))
         return answer
