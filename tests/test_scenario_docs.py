@@ -149,3 +149,11 @@ def test_a_broken_register_assertions_keeps_the_others(tmp_path: Path) -> None:
         "plugin 'broken' failed in register_assertions: assertion 'contains' is taken "
         "(by 'assertions')"
     ]
+
+
+def test_json_files_are_scenarios_too(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text('{"name": "j", "steps": [{"user": "hi", "expect": {"contains": "hi"}}]}')
+    scenario = loader.load_file(path, registry())
+    assert scenario.name == "j" and scenario.steps[0].expect[0].argument == ["hi"]
+    assert loader.looks_like_scenario(path)

@@ -356,3 +356,31 @@ def test_examples_load(name: str) -> None:
     registry = load_registry(settings, paths(env), env, print)
     [path] = list((REPO / "examples").rglob(name))
     assert load_file(path, registry).steps
+
+
+async def test_every_session_hook_fires_as_in_the_shell(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    from tests.plugin_fixtures import recorder
+
+    recorder.CALLS.clear()
+    text = "steps:\n  - user: hello\n  - reconnect: {}\n  - user: bye\n"
+    [result] = await run(
+        tmp_path, server.base_url, text, plugins=["tests.plugin_fixtures.recorder"]
+    )
+    assert result.status == "passed", report.failure_text(result)
+    hooks = [name for name, _ in recorder.CALLS]
+    for hook in (
+        "register_commands",
+        "shell_start",
+        "on_connect",
+        "before_send",
+        "after_receive",
+        "turn_complete",
+        "on_frame",
+        "shell_exit",
+    ):
+        assert hook in hooks, hook
+    assert hooks.count("on_connect") == 2  # the first connection and the reconnect
+    assert hooks.index("shell_start") < hooks.index("on_connect") < hooks.index("before_send")
+    assert hooks[-1] == "shell_exit"

@@ -225,6 +225,9 @@ class StepRunner:
         result.failures.extend(failures)
         if turn is not None and not failures:
             self._capture(step, result, reply)
+        for failure in result.failures:  # a key pasted into a message comes back in replies
+            failure.expected = self.shell.scrub(failure.expected)
+            failure.actual = self.shell.scrub(failure.actual)
 
     def _reply(self, turn: Turn | None, greeting: bool) -> Reply:
         events = list(self.shell.greeting_events if greeting else self.shell.events)
