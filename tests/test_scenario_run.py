@@ -328,6 +328,9 @@ async def test_reports_junit_tap_json_and_escaping(tmp_path: Path, server: Local
     human = io.StringIO()
     report.HumanReport(human, live=False).report(summary)
     assert "\x1b" not in human.getvalue() and "\\x1b[2J" in human.getvalue()
+    whole = report.human(summary)  # what --output gets: a line per run, then the details
+    assert whole.startswith("FAIL scenario0 [faults/control-chars] (")
+    assert whole.splitlines()[1].startswith("PASS ") and whole.endswith(summary.line() + "\n")
 
 
 async def test_progress_in_place_on_a_terminal_plain_lines_otherwise(

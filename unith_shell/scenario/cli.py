@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from unith_shell.scenario.runner import EXIT_USAGE
+from unith_shell.scenario.runner import EXIT_USAGE, Job, RunConfig
 
 PROG = "unith-shell test"
 
@@ -111,7 +111,7 @@ def main(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
 
     from unith_shell.scenario.assertions import load_registry
     from unith_shell.scenario.loader import ScenarioError, find_files, load_file
-    from unith_shell.scenario.runner import RunConfig, make_jobs
+    from unith_shell.scenario.runner import make_jobs
 
     for head in args.heads:
         org, _, name = head.rpartition("/")
@@ -152,7 +152,7 @@ def main(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
         return 130
 
 
-async def _run(jobs: list[Any], config: Any, fmt: str, output: str | None) -> int:
+async def _run(jobs: list[Job], config: RunConfig, fmt: str, output: str | None) -> int:
     from unith_shell import api
     from unith_shell.scenario import report
     from unith_shell.scenario.runner import exit_status, run_jobs
@@ -180,15 +180,7 @@ async def _run(jobs: list[Any], config: Any, fmt: str, output: str | None) -> in
     human.report(summary)
     if fmt != "human" or output:
         text = {
-            "human": lambda: (
-                "\n\n".join(
-                    [
-                        *(report.failure_text(r) for r in results if r.status != "passed"),
-                        summary.line(),
-                    ]
-                )
-                + "\n"
-            ),
+            "human": lambda: report.human(summary),
             "json": lambda: report.json_lines(summary),
             "junit": lambda: report.junit_xml(summary),
             "tap": lambda: report.tap(summary),

@@ -62,7 +62,8 @@ class ScenarioError(Exception):
     def __init__(self, path: Path | str, line: int, message: str) -> None:
         self.path, self.line = str(path), line
         self.message = " ".join(message.split())
-        super().__init__(f"{self.path}:{line}: {self.message}")
+        where = f"{self.path}:{line}" if line else self.path  # 0: the file as a whole
+        super().__init__(f"{where}: {self.message}")
 
 
 def did_you_mean(word: str, known: Iterable[str]) -> str:

@@ -14,6 +14,7 @@ from typing import TextIO
 
 from unith_shell.render import escape_text
 from unith_shell.sanitize import json_line, sanitize
+from unith_shell.scenario.model import Step
 from unith_shell.scenario.runner import Job, Progress, ScenarioResult
 from unith_shell.scenario.steps import StepResult
 
@@ -142,34 +143,50 @@ class HumanReport(Progress):
         self.running[id(job)] = (job, 0)
         self._status()
 
-    def step(self, job: Job, step: object) -> None:
-        self.running[id(job)] = (job, getattr(step, "index", 0))
+    def step(self, job: Job, step: Step) -> None:
+        self.running[id(job)] = (job, step.index)
         self._status()
 
     def finished(self, result: ScenarioResult) -> None:
         self.running.pop(id(result.job), None)
-        job = result.job
-        rep = f" run {job.repetition}" if job.repetition > 1 else ""
-        line = f"{_MARK[result.status]} {sanitize(job.title)}{rep} ({result.duration:.2f} s)"
-        if result.status in ("refused", "error") and result.message:
-            line += f": {sanitize(result.message)}"
         if self.live:
             self.out.write("\r\x1b[K")
-        self.out.write(line + "\n")
+        self.out.write(result_line(result) + "\n")
         self._status()
 
     def report(self, summary: Summary) -> None:
         if self.live:
             self.out.write("\r\x1b[K")
-        bad = [r for r in summary.results if r.status in ("failed", "timeout", "error")]
-        for result in bad:
-            self.out.write("\n" + failure_text(result) + "\n")
-        if summary.repeat > 1:
-            self.out.write("\npass rate\n")
-            for line in pass_rates(summary.results):
-                self.out.write(f"  {line}\n")
-        self.out.write(f"\n{summary.line()}\n")
+        self.out.write(details(summary))
         self.out.flush()
+
+
+def result_line(result: ScenarioResult) -> str:
+    """``PASS name [org/head] (0.12 s)``: one finished scenario run."""
+    job = result.job
+    rep = f" run {job.repetition}" if job.repetition > 1 else ""
+    line = f"{_MARK[result.status]} {sanitize(job.title)}{rep} ({result.duration:.2f} s)"
+    if result.status in ("refused", "error") and result.message:
+        line += f": {sanitize(result.message)}"
+    return line
+
+
+def details(summary: Summary) -> str:
+    """What follows the progress lines: failures, pass rates (``--repeat``), the summary."""
+    out: list[str] = []
+    for result in summary.results:
+        if result.status in ("failed", "timeout", "error"):
+            out.append("\n" + failure_text(result) + "\n")
+    if summary.repeat > 1:
+        out.append("\npass rate\n")
+        out.extend(f"  {line}\n" for line in pass_rates(summary.results))
+    out.append(f"\n{summary.line()}\n")
+    return "".join(out)
+
+
+def human(summary: Summary) -> str:
+    """The whole human report, for ``--output``: a line per run, then :func:`details`."""
+    return "".join(result_line(r) + "\n" for r in summary.results) + details(summary)
 
 
 def _result_obj(result: ScenarioResult) -> dict[str, object]:
