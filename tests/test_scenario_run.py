@@ -387,3 +387,24 @@ async def test_every_session_hook_fires_as_in_the_shell(
     assert hooks.count("on_connect") == 2  # the first connection and the reconnect
     assert hooks.index("shell_start") < hooks.index("on_connect") < hooks.index("before_send")
     assert hooks[-1] == "shell_exit"
+
+
+async def test_a_strict_plugin_failure_ends_that_run_only(
+    tmp_path: Path, server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugin = tmp_path / "boom.py"
+    plugin.write_text(
+        "from unith_shell import hookimpl\n\n\n@hookimpl\ndef before_send(message):\n"
+        "    raise RuntimeError('boom')\n"
+    )
+    monkeypatch.setenv("UNITH_SHELL_STRICT_PLUGINS", "1")
+    results = await run(
+        tmp_path,
+        server.base_url,
+        "steps:\n  - user: hi\n  - user: again\n",
+        plugins=[str(plugin)],
+        repeat=2,
+    )
+    assert [r.status for r in results] == ["error", "error"]
+    assert "boom" in results[0].message
+    assert [s.status for s in results[0].steps] == ["skipped", "skipped"]

@@ -194,6 +194,10 @@ async def run_job(job: Job, config: RunConfig, progress: Progress | None = None)
                 break
         result.status = _overall(result.steps)
         return result
+    except Exception as exc:  # a plugin failing in strict mode, say: this run only ends
+        result.status, result.message = "error", sanitize(f"{type(exc).__name__}: {exc}")
+        result.steps += [StepResult(s, "skipped") for s in scenario.steps[len(result.steps) :]]
+        return result
     finally:
         await _stop(shell)
         result.notices = view.notices
