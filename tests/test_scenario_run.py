@@ -408,3 +408,10 @@ async def test_a_strict_plugin_failure_ends_that_run_only(
     assert [r.status for r in results] == ["error", "error"]
     assert "boom" in results[0].message
     assert [s.status for s in results[0].steps] == ["skipped", "skipped"]
+
+
+async def test_a_step_timeout_applies_to_that_step(tmp_path: Path, server: LocalServer) -> None:
+    text = "head: faults/slow\ntimeout: 10\nsteps:\n  - user: hi\n    timeout: 0.3\n"
+    [result] = await run(tmp_path, server.base_url, text)
+    assert result.status == "timeout"  # parts come 1 s apart: more than this step allows
+    assert result.steps[0].duration < 5

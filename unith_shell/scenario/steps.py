@@ -103,9 +103,14 @@ class StepRunner:
     async def run(self, step: Step) -> StepResult:
         result = StepResult(step)
         started = time.monotonic()
+        options = self.session.options
+        scenario_timeout = options.timeout
+        if step.timeout is not None:
+            options.timeout = step.timeout  # the session's per-frame watchdog, for this step
         try:
             await self._run(step, result)
         finally:
+            options.timeout = scenario_timeout
             result.duration = time.monotonic() - started
         if result.status == "passed" and result.failures:
             result.status = "failed"
