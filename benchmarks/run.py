@@ -4,8 +4,9 @@
     python benchmarks/run.py --quick    # tiny counts: checks that every benchmark works
     python benchmarks/run.py --only hooks,memory --json out.json
 
-Areas: startup, message_path, hooks, memory, scale. Every measured client runs in its own
-process against the local server in another (``python -m unith_shell serve --port 0``);
+Areas: startup, message_path, hooks, memory, scale, scenario_runner. Every measured client
+runs in its own process against the local server in another (``python -m unith_shell serve
+--port 0``; scenario_runner compares two in-process variants against it);
 variants are interleaved and repeated, and figures are medians. Timings are for comparing
 with the baselines printed beside them; absolute numbers depend on the machine.
 """
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Figure, Result, Skipped, fmt
 
-AREAS = ("startup", "message_path", "hooks", "memory", "scale")
+AREAS = ("startup", "message_path", "hooks", "memory", "scale", "scenario_runner")
 
 
 def environment() -> dict[str, str]:

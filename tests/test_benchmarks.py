@@ -24,6 +24,7 @@ EXPECTED = {
     "hook dispatch": 4,
     "memory": 5,  # + 1 wscat row
     "scale": 3,
+    "scenario runner": 1,
 }
 
 

@@ -960,3 +960,27 @@ async def test_fault_scripted_sends_the_echo_then_the_frames_verbatim(server: Lo
         assert (await client.recv())["input_message_id"] == echo["id"]
         assert await client.recv_raw() == b"\x01\x02"
         assert await client.recv_raw() == "{bad"
+
+
+async def test_fault_flaky_alternates_wrong_replies(server: LocalServer) -> None:
+    forgot = []
+    for _ in range(2):
+        async with faulty(server, "flaky") as client:
+            _, parts = await client.turn("hi")
+        assert_turn(parts, 0)
+        forgot.append(parts[0]["text"] == "I forgot what I was saying.")
+    assert sorted(forgot) == [False, True]  # every other reply, across sessions
+    async with faulty(server, "flaky", every=1) as client:
+        _, parts = await client.turn("hi")
+    assert {p["text"] for p in parts} == {"I forgot what I was saying."}
+
+
+async def test_demo_heads_remember_within_one_conversation(server: LocalServer) -> None:
+    async with session(server) as client:
+        await client.turn("my order number is 12345")
+        _, parts = await client.turn("What was my order number?")
+        assert parts[0]["text"] == "You told me your order number is 12345."
+        assert len(parts) == 3
+    async with session(server) as client:  # a new conversation knows nothing
+        _, parts = await client.turn("what was my order number?")
+    assert parts[0]["text"] == "You have not told me your order number yet."

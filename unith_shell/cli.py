@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "Other commands: 'unith-shell serve [--host H] [--port N] [--recordings DIR]' "
             "runs the local Unith server; 'unith-shell plugins [--json]' lists plugins; "
+            "'unith-shell test PATH...' runs conversation scenarios (docs/testing.md); "
             "'unith-shell replay FILE' sends a recording again and compares; 'unith-shell "
             "diff A B' compares two recordings. Without a terminal on stdin (or with -m), "
             "each input line is a message and replies go to stdout."
@@ -210,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         run = recordings_cli.replay_main if argv[0] == "replay" else recordings_cli.diff_main
         return run(argv[1:], env)
+    if argv and argv[0] == "test":
+        from unith_shell.scenario.cli import main as test_main
+
+        return test_main(argv[1:], env)
     try:
         args, loaded = resolve(argv, env)
     except Exception as exc:

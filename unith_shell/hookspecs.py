@@ -155,3 +155,24 @@ def shell_exit(shell: Any) -> None:
 
     The return value is ignored.
     """
+
+
+@hookspec
+def register_assertions(register: Any) -> None:
+    """Add assertion kinds for ``unith-shell test`` scenarios (``expect: {KIND: VALUE}``).
+
+    Called once per test run, before any scenario file is read; the built-in kinds
+    (``contains``, ``regex``, ``event``, ...) are registered through this hook too, by the
+    bundled plugin ``unith_shell.scenario.builtin``.
+
+    :param register: call it as ``register(name, check, help="...", parse=None,
+        needs_turn=True, waits=False, regex=False)``. ``check(reply, expected)`` gets a
+        :class:`~unith_shell.scenario.Reply` (``text``, ``parts``, ``suggestions``,
+        ``events``, latencies, ``fold(text)`` for the case/whitespace options) and the value
+        from the file (as ``parse(value)`` returned it, if given), and returns a
+        :class:`~unith_shell.scenario.Outcome` ``(passed, expected, actual)`` or a bool.
+        ``parse`` runs when the file is loaded: raise ``ValueError`` to reject a value (the
+        user gets ``file:line: KIND: reason``). A name that is taken is refused.
+
+    The return value is ignored. Must be a plain function (not async).
+    """

@@ -10,6 +10,7 @@ out; the handshake and greeting stay normal unless the fault is about the handsh
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -299,3 +300,16 @@ async def _scripted(ctx: TurnContext) -> None:
             await ctx.wire.send_binary(bytes(frame))
         else:
             await ctx.wire.send_raw(str(frame).replace("MID", mid))
+
+
+_FLAKY_TURNS = itertools.count(1)  # server-process wide, so that it alternates across sessions
+
+
+@_fault("flaky", "every `every`-th reply (counted across sessions) is 'I forgot what I was saying'",
+        every=2)  # fmt: skip
+async def _flaky(ctx: TurnContext) -> None:
+    if next(_FLAKY_TURNS) % max(1, int(ctx.params["every"])) != 0:
+        await ctx.send_turn()
+        return
+    parts = [{**part, "text": "I forgot what I was saying."} for part in ctx.turn.parts]
+    await ctx.send_turn(parts)

@@ -6,11 +6,12 @@ parameters on every connection, so a person can try each fault from the CLI.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .faults import FAULTS
-from .personas import HeadReply, Persona, aiko, kai, nova, plain, with_keywords
+from .personas import HeadReply, Persona, aiko, kai, nova, plain, recall, with_keywords
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +42,14 @@ class Head:
     def video_id(self) -> str:
         return f"{self.head_id}-idle-1"
 
-    def reply(self, text: str) -> HeadReply:
-        return self.persona(text)
+    def reply(self, text: str, earlier: Sequence[str] = ()) -> HeadReply:
+        """The answer to ``text``; ``earlier`` are this conversation's previous messages (demo
+        heads remember what they were told: :func:`.personas.recall`)."""
+        answer = self.persona(text)
+        remembered = recall(text, earlier) if self.fault is None else None
+        if remembered is not None and answer.parts:
+            answer = replace(answer, parts=(remembered, *answer.parts[1:]))
+        return answer
 
     def config(self) -> dict[str, Any]:
         """The body of ``GET /api/v1/head/{org}/{head}`` (fields per PROTOCOL.md §2.2)."""

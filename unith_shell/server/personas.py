@@ -10,6 +10,8 @@ person can see each server event type from the CLI:
 * ``crash``: an ``unith_nlp_exception`` with ``level`` 500.
 * ``feedback``: a normal reply, then ``analytics-userFeedback``.
 * ``surprise``: an unknown event (``brand_new_thing``), then a normal reply.
+* ``what was my X?`` (or ``what is my X``): if an earlier message in the same conversation
+  said ``my X is Y``, the first part answers ``You told me your X is Y.`` (see :func:`recall`).
 
 Anything else gets the head's own answer. Choices are made with a stable hash of the text
 (``hashlib``, not ``hash()``), so the same message always gets the same reply.
@@ -89,6 +91,24 @@ def with_keywords(persona: Persona) -> Persona:
         return base
 
     return reply
+
+
+_TOLD = re.compile(r"\bmy ([a-z][a-z ]{0,38}?) (?:is|was) ([^,.;!?]+)", re.IGNORECASE)
+_ASKED = re.compile(r"\bwhat(?: is|'s| was) my ([a-z][a-z ]{0,38}?)\s*\??\s*$", re.IGNORECASE)
+
+
+def recall(text: str, earlier: Sequence[str]) -> str | None:
+    """A demo heads' short memory: ``what was my X?`` after ``my X is Y`` earlier in the same
+    conversation answers ``You told me your X is Y.``; ``None`` when it does not apply."""
+    asked = _ASKED.search(text.strip())
+    if asked is None:
+        return None
+    thing = " ".join(asked.group(1).lower().split())
+    for said in reversed(earlier):
+        for told in _TOLD.finditer(said):
+            if " ".join(told.group(1).lower().split()) == thing:
+                return f"You told me your {thing} is {told.group(2).strip()}."
+    return f"You have not told me your {thing} yet."
 
 
 def _extend(

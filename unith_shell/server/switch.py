@@ -200,10 +200,13 @@ class Connection:
         script = self.fault.script if self.fault else normal
         params = self.fault.params if self.fault else {}
         delay = self.state.config.part_delay
+        earlier: list[str] = []  # this conversation's messages, for the demo heads' memory
         while True:
             message = await queue.get()
             text = message.get("text")
-            reply = head.reply(text if isinstance(text, str) else "")
+            said = text if isinstance(text, str) else ""
+            reply = head.reply(said, earlier[-20:])
+            earlier.append(said)
             ctx = TurnContext(self, builder.turn(message, reply), builder, params, delay)
             try:
                 await script(ctx)
