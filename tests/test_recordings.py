@@ -447,15 +447,56 @@ async def test_scenario_from_a_recording(server: LocalServer, tmp_path: Path) ->
     assert menu == {
         "user": "menu",
         "expect": {
-            "similar": {"text": "Here is what you can try:", "threshold": 0.8},
+            "similar": {"text": "Here is what you can try:", "min": 0.8},
             "suggestions": {"count": 3, "contains": ["Tell me a fact", "What can you do?",
                                                      "Goodbye"]},
-            "event": "choice",
+            "event": [{"name": "choice"}],
         },
     }  # fmt: skip
-    assert bye["pick"] == "Goodbye" and bye["expect"]["event"] == "conversation_end"
+    assert bye["pick"] == "Goodbye" and bye["expect"]["event"] == [{"name": "conversation_end"}]
     assert bye["expect"]["similar"]["text"].startswith("You said “Goodbye”")
-    assert error == {"user": "error", "expect": {"event": "unith_nlp_exception"}}
+    assert error == {
+        "user": "error",
+        "expect": {"event": [{"name": "nlp_exception", "level": 400}]},
+    }
+
+
+def test_test_from_recording_writes_a_scenario_that_passes_and_catches_a_change(
+    tmp_path: Path, shell_home: Path
+) -> None:
+    """``unith-shell test --from-recording``: a good conversation becomes a regression test
+    in one command; run against a head that answers differently, it fails on that turn."""
+    recording = tmp_path / "good.jsonl"
+    made = subprocess.run(
+        [*UNITH_SHELL, "--local", "--record", str(recording), "-m", "menu", "-m", "error"],
+        capture_output=True, text=True, env=cli_env(shell_home), timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 4, made.stderr  # the nlp error is a failed turn in pipe mode
+    scenario = tmp_path / "good.yaml"
+    wrote = run_cli(["test", "--from-recording", str(recording), "--output", str(scenario)],
+                    shell_home)  # fmt: skip
+    assert wrote.returncode == 0, wrote.stderr
+    assert "wrote" in wrote.stderr and "(3 steps)" in wrote.stderr
+    again = run_cli(["test", "--from-recording", str(recording), "--output", str(scenario)],
+                    shell_home)  # fmt: skip
+    assert again.returncode == 2 and "exists" in again.stderr  # never replaces a file
+    passed = run_cli(["test", str(scenario), "--local"], shell_home)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "1 passed" in passed.stdout
+    # The same scenario against another head (German answers, other suggestions) fails.
+    failed = run_cli(["test", str(scenario), "--local", "--head", "unith/kai"], shell_home)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "similar" in failed.stdout and "menu" in failed.stdout
+
+
+def test_test_from_recording_refuses_an_old_format_in_one_line(
+    tmp_path: Path, shell_home: Path
+) -> None:
+    old = tmp_path / "old.jsonl"
+    old.write_text(json.dumps({"format": "unith-shell-recording", "version": 0}) + "\n")
+    proc = run_cli(["test", "--from-recording", str(old)], shell_home)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_the_repl_talks_to_a_recorded_head(tmp_path: Path, shell_home: Path) -> None:

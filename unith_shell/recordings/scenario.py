@@ -14,26 +14,37 @@ from typing import Any
 
 from unith_shell.recordings.format import RecordedTurn, Recording
 
-#: The events a scenario can assert, in the order a turn's first one is taken.
-ASSERTED_EVENTS = ("choice", "conversation_end", "unith_nlp_exception")
+#: Recorded event names -> the scenario's event names (docs/testing.md, ``event``).
+ASSERTED_EVENTS = {
+    "choice": "choice",
+    "conversation_end": "conversation_end",
+    "unith_nlp_exception": "nlp_exception",
+}
 DEFAULT_THRESHOLD = 0.8
 
 
 def _expect(text: str, suggestions: list[str], threshold: float) -> dict[str, Any]:
     expect: dict[str, Any] = {}
     if text:
-        expect["similar"] = {"text": text, "threshold": threshold}
+        expect["similar"] = {"text": text, "min": threshold}
     if suggestions:
         expect["suggestions"] = {"count": len(suggestions), "contains": list(suggestions)}
     return expect
 
 
-def _event(turn: RecordedTurn) -> str | None:
-    for event in turn.events:
-        name = event.partition(":")[0]
-        if name in ASSERTED_EVENTS:
-            return name
-    return None
+def _events(turn: RecordedTurn) -> list[dict[str, Any]]:
+    """The turn's asserted events, each once, with an nlp exception's level when recorded."""
+    wanted: list[dict[str, Any]] = []
+    for recorded in turn.events:
+        name, _, level = recorded.partition(":")
+        if name not in ASSERTED_EVENTS:
+            continue
+        spec: dict[str, Any] = {"name": ASSERTED_EVENTS[name]}
+        if level.isdigit():
+            spec["level"] = int(level)
+        if spec not in wanted:
+            wanted.append(spec)
+    return wanted
 
 
 def scenario_from_recording(
@@ -47,9 +58,9 @@ def scenario_from_recording(
     for turn in recording.turns:
         step: dict[str, Any] = {"pick": turn.user} if turn.picked else {"user": turn.user}
         expect = _expect(turn.text, turn.suggestions, threshold)
-        event = _event(turn)
-        if event is not None:
-            expect["event"] = event
+        events = _events(turn)
+        if events:
+            expect["event"] = events
         if expect:
             step["expect"] = expect
         steps.append(step)

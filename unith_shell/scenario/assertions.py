@@ -165,3 +165,16 @@ def load_registry(
     )
     plugins.add(builtin, "assertions", source="bundled")
     return collect(plugins, notify)
+
+
+def builtin_registry() -> AssertionRegistry:
+    """Only the bundled assertion kinds: for checking a scenario this package wrote itself."""
+    from unith_shell.plugins import Plugins
+    from unith_shell.scenario import builtin
+
+    def refuse(line: str) -> None:  # the bundled kinds never fail to register
+        raise RuntimeError(line)
+
+    plugins = Plugins(strict=True, notify=refuse)
+    plugins.add(builtin, "assertions", source="bundled")
+    return collect(plugins, refuse)

@@ -37,7 +37,13 @@ def _parser() -> argparse.ArgumentParser:
         "3 connection or authentication failure, 4 a turn timed out. See docs/testing.md.",
     )
     add = parser.add_argument
-    add("paths", nargs="+", metavar="PATH", help="scenario files, or folders to search")
+    add("paths", nargs="*", metavar="PATH", help="scenario files, or folders to search")
+    add(
+        "--from-recording",
+        metavar="FILE",
+        help="write a scenario that expects what the recording FILE shows (to --output or "
+        "stdout), and exit",
+    )
     add("--local", action="store_true", default=None, help="run against the built-in server")
     add("--base-url", metavar="URL", help="REST base URL (default: Unith's chat-origin host)")
     add(
@@ -86,8 +92,15 @@ def _say(text: str) -> None:
 
 
 def main(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
-    args = _parser().parse_args(list(argv))
+    parser = _parser()
+    args = parser.parse_args(list(argv))
     env = dict(os.environ if env is None else env)
+    if args.from_recording:
+        if args.paths:
+            parser.error("--from-recording takes no PATH (write the scenario with --output)")
+        return from_recording(args.from_recording, args.output)
+    if not args.paths:
+        parser.error("give at least one PATH (a scenario file or a folder)")
     from unith_shell.config import ConfigError, load_settings, paths
 
     flags = {
@@ -195,6 +208,51 @@ async def _run(jobs: list[Job], config: RunConfig, fmt: str, output: str | None)
             sys.stdout.write(text)
             sys.stdout.flush()
     return exit_status(results)
+
+
+def from_recording(source: str, output: str | None) -> int:
+    """``--from-recording FILE``: a recording (docs/recordings.md) as a scenario file.
+
+    The scenario is checked by the same loader ``unith-shell test`` uses before it is written;
+    ``--output`` never replaces an existing file.
+    """
+    import yaml
+
+    from unith_shell.recordings.format import RecordingError, load
+    from unith_shell.recordings.scenario import scenario_from_recording
+    from unith_shell.sanitize import sanitize
+    from unith_shell.scenario.assertions import builtin_registry
+    from unith_shell.scenario.loader import ScenarioError, load_text
+
+    try:
+        scenario = scenario_from_recording(load(source))
+    except RecordingError as exc:
+        _say(sanitize(str(exc)))
+        return EXIT_USAGE
+    text = yaml.safe_dump(scenario, sort_keys=False, allow_unicode=True, width=100)
+    if sanitize(text.replace("\n", "")) != text.replace("\n", ""):
+        # PyYAML writes bidi and zero-width characters raw; ASCII-only escapes them all.
+        text = yaml.safe_dump(scenario, sort_keys=False, allow_unicode=False, width=100)
+    target = Path(output) if output else Path(f"{Path(source).stem}.yaml")
+    try:
+        load_text(text, target, builtin_registry())
+    except ScenarioError as exc:  # a recording this module cannot express: say so, write nothing
+        _say(f"error: the scenario made from {sanitize(source)} does not load: {exc}")
+        return EXIT_USAGE
+    if not output:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(output, "x", encoding="utf-8") as file:  # never replace an existing file
+            file.write(text)
+    except FileExistsError:
+        _say(f"error: {sanitize(output)} exists; choose another --output or remove it")
+        return EXIT_USAGE
+    except OSError as exc:
+        _say(f"error: cannot write {sanitize(output)}: {exc.strerror or exc}")
+        return EXIT_USAGE
+    _say(f"wrote {sanitize(output)} ({len(scenario['steps'])} steps)")
+    return 0
 
 
 def _is_terminal(stream: TextIO) -> bool:
