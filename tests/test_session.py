@@ -8,7 +8,6 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from unith_shell import api
