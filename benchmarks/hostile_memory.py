@@ -90,9 +90,7 @@ async def main() -> int:
             peak, seconds, last = await run_one(base, messages, env)
             baseline = baseline or peak
             worst = max(worst, peak)
-            print(
-                f"{name:<38}{peak:>8.1f} MiB{peak / baseline:>12.2f}x{seconds:>8.1f}s  {last}"
-            )
+            print(f"{name:<38}{peak:>8.1f} MiB{peak / baseline:>12.2f}x{seconds:>8.1f}s  {last}")
     verdict = "under" if worst < LIMIT_MIB else "OVER"
     print(f"worst peak {worst:.1f} MiB: {verdict} the {LIMIT_MIB:g} MiB limit")
     return 0 if worst < LIMIT_MIB else 1

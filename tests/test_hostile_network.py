@@ -399,3 +399,27 @@ async def run_cli(tmp_path: Path, *args: str, home: Path | None = None) -> tuple
         raise
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def test_status_never_shows_the_password_of_the_base_url(make: Any) -> None:
+    h = await make()
+    options = h.shell.session.options
+    options.base_url = options.base_url.replace("http://", "http://bob:hunter2@")
+    lines = await h.run("/status")
+    assert any("http://bob:***@127.0.0.1:" in line for line in lines)
+    assert "hunter2" not in "\n".join(lines) and "hunter2" not in repr(options)
+
+
+def test_max_parts_comes_from_file_env_and_flag(tmp_path: Path) -> None:
+    from unith_shell.config import ConfigError, load_settings
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("max_parts = 5\n")
+    assert load_settings({}, env={}, config_file=cfg).settings.max_parts == 5
+    env = {"UNITH_SHELL_MAX_PARTS": "7"}
+    assert load_settings({}, env=env, config_file=cfg).settings.max_parts == 7
+    assert load_settings({"max_parts": 9}, env=env, config_file=cfg).settings.max_parts == 9
+    with pytest.raises(ConfigError, match="UNITH_SHELL_MAX_PARTS: expected a positive integer"):
+        load_settings({}, env={"UNITH_SHELL_MAX_PARTS": "lots"}, config_file=cfg)
+    with pytest.raises(ConfigError, match="--max-parts: max_parts must be positive"):
+        load_settings({"max_parts": 0}, env={}, config_file=cfg)

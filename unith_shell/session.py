@@ -216,8 +216,12 @@ class Session:
         return [o.turn for o in self._outbox if o.turn is not None]
 
     async def connect(self) -> None:
-        """One connection attempt (login, handshake, greeting); raises on failure."""
-        await self._attempt()
+        """One connection attempt (login, handshake, greeting); raises on failure.
+
+        A :class:`SessionError` for what the network did; anything else (a strict-mode plugin
+        error) is raised as it is, for the caller. The supervisor turns those into one line.
+        """
+        await self._connect_once()
 
     def start(self, *, connected: bool = False) -> None:
         """Run the supervisor: it connects (unless ``connected``) and reconnects as needed."""
@@ -327,7 +331,7 @@ class Session:
         self.timed_out = self.ended = False
         await self._set_state(State.DISCONNECTED)
         try:
-            await self._attempt()
+            await self._connect_once()
         except BaseException:
             self.options.org, self.options.head, self.head_info, self.connections = old
             if not self.closing:
