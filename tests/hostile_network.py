@@ -14,6 +14,7 @@ REST behaviours, chosen by the base URL's first path segment (``{origin}/{prefix
 - ``redirect-same``: ``POST /token`` answers 307 to ``/ok/token`` on the same origin.
 - ``bigexp``: the JWT's ``exp`` is a 400-digit integer.
 - ``deepjwt``: the JWT's payload is nested 5000 levels deep.
+- ``deepbody``: the ``/token`` answer carries an array nested 900 levels deep.
 - ``ws-redirect``: the WebSocket upgrade answers 302 to ``other`` (another origin).
 - ``drip-greeting``: the greeting never ends: a part without ``is_last`` every ``drip`` s.
 
@@ -25,6 +26,7 @@ WebSocket replies, chosen by the user message's text (any prefix but ``drip-gree
 - ``huge-order``: part 0, then a part with ``part_order`` 10**12 and ``is_last``.
 - ``bigint``: part 0, a part whose ``part_order`` has 400 digits, then part 1 (``is_last``).
 - ``deep``: part 0, a part nested 900 levels deep, then part 1 (``is_last``).
+- ``giant:N``: one frame of about N bytes.
 - ``explode``: an ``{"event": "explode"}`` frame (a test's listener raises on it).
 """
 
@@ -149,14 +151,15 @@ class HostileServer:
             payload = '{"username":"anonymous","exp":1' + "0" * 399 + "}"
         elif prefix == "deepjwt":
             payload = '{"exp":' + deep(5000) + "}"
-        body = json.dumps(
-            {
-                "access_token": jwt_with_payload(payload),
-                "user_id": "u-1",
-                "session_id": "s-1",
-                "token_type": "bearer",
-            }
-        ).encode()
+        fields = {
+            "access_token": jwt_with_payload(payload),
+            "user_id": "u-1",
+            "session_id": "s-1",
+            "token_type": "bearer",
+        }
+        body = json.dumps(fields).encode()
+        if prefix == "deepbody":
+            body = body[:-1] + b',"extra":' + deep(900).encode() + b"}"
         if prefix == "bomb":
             return web.Response(
                 body=gzip_bomb(),
@@ -198,7 +201,7 @@ class HostileServer:
         if prefix == "ws-redirect":
             self.hits.append(("GET", request.path, None))
             raise web.HTTPFound(self.other)
-        ws = web.WebSocketResponse(max_msg_size=1 << 20)
+        ws = web.WebSocketResponse(max_msg_size=1 << 20, compress=False)
         await ws.prepare(request)
         first = await ws.receive()
         self.hits.append(("WS", request.path, first.data))
@@ -257,6 +260,9 @@ class HostileServer:
                 f'"is_last":true,"text":"deep","extra":{deep(900)}}}'
             )
             await ws.send_str(_part(mid, 1, "one", last=True))
+        elif text.startswith("giant:"):
+            size = int(text.split(":", 1)[1])
+            await ws.send_str('{"event":"giant","data":"' + "x" * size + '"}')
         elif text == "explode":
             await ws.send_str('{"event":"explode"}')
         else:

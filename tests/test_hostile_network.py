@@ -159,6 +159,38 @@ async def test_a_900_deep_frame_is_one_protocol_error(
     assert (await say(session, "hello")).ok
 
 
+async def test_a_900_deep_rest_body_is_one_line(hostile: HostileServer) -> None:
+    with pytest.raises(BadResponse) as info:
+        await UnithAPI(hostile.base("deepbody")).login()
+    assert str(info.value) == (
+        "login: the server's answer is not valid JSON (nested more than 32 levels deep)"
+    )
+
+
+async def test_a_frame_over_the_socket_limit_closes_and_reconnects(
+    hostile: HostileServer, closing: list[Session]
+) -> None:
+    # 5 MiB: over 4 x max_frame_size (1 MiB), so websockets refuses it (1009) before
+    # buffering it; the old limit of 8 MiB let it in.
+    session, rec = await open_session(hostile.base("ok"), closing)
+    turn = await say(session, f"giant:{5 * 1024 * 1024}")
+    assert turn.outcome == "disconnected" and turn.error is not None
+    assert turn.error.startswith("connection lost (closed with code 1009: frame with ")
+    await wait_for(lambda: rec.connects == 2, timeout=GUARD)
+    assert (await say(session, "hello")).ok
+
+
+async def test_a_flood_in_pipe_mode_is_one_error_line_and_the_next_line_is_answered(
+    hostile: HostileServer, tmp_path: Path
+) -> None:
+    code, out, err = await run_cli(
+        tmp_path, "--base-url", hostile.base("ok"), "-m", "flood:20000", "-m", "hello"
+    )
+    assert code == 4
+    assert "protocol error: part_order 10000 is beyond the cap of 10000 parts" in err
+    assert "Traceback" not in err and out.splitlines()[-1].endswith("two")
+
+
 async def test_a_400_digit_exp_in_the_jwt_logs_in_without_an_expiry(
     hostile: HostileServer,
 ) -> None:
@@ -271,6 +303,7 @@ async def test_a_dead_reader_is_noticed_and_the_session_reconnects(
     assert turn.error == (
         "connection lost (the reader failed: RuntimeError: a listener bug); reconnecting"
     )
+    assert State.RECONNECTING in rec.states  # /status stopped saying "connected"
     await wait_for(lambda: rec.connects == 2, timeout=GUARD)  # it reconnected by itself
     assert session.state is State.CONNECTED
     assert (await say(session, "hello")).ok

@@ -905,6 +905,9 @@ def backoff(
 
 def _close_reason(exc: ConnectionClosed) -> str:
     frame = exc.rcvd
+    if frame is None and exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+        # websockets refused a frame over max_size before buffering it, and closed.
+        return f"closed with code 1009: {sanitize(exc.sent.reason)}"
     if frame is None:
         return "connection dropped without a close frame"
     text = f"closed by the server with code {int(frame.code)}"
