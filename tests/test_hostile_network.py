@@ -441,6 +441,10 @@ async def test_status_never_shows_the_password_of_the_base_url(make: Any) -> Non
     lines = await h.run("/status")
     assert any("http://bob:***@127.0.0.1:" in line for line in lines)
     assert "hunter2" not in "\n".join(lines) and "hunter2" not in repr(options)
+    from unith_shell.config import Settings
+
+    settings = Settings(base_url="https://bob:hunter2@h.example")
+    assert "hunter2" not in repr(settings) + str(settings.display_items())
 
 
 def test_max_parts_comes_from_file_env_and_flag(tmp_path: Path) -> None:

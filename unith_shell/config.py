@@ -90,6 +90,10 @@ class Settings:
         value: object = getattr(self, name)
         if name in _SECRET_FIELDS:
             return _MASK if value else ""
+        if name == "base_url" and isinstance(value, str) and "@" in value:
+            from unith_shell.urls import display_url  # a user:pass@ URL keeps its secret
+
+            return display_url(value)
         return value
 
     def __repr__(self) -> str:
