@@ -911,7 +911,7 @@ def _close_reason(exc: ConnectionClosed) -> str:
     if frame is None:
         return "connection dropped without a close frame"
     text = f"closed by the server with code {int(frame.code)}"
-    return f"{text}: {frame.reason}" if frame.reason else text
+    return f"{text}: {sanitize(frame.reason)}" if frame.reason else text
 
 
 def _what_failed(exc: BaseException) -> str:
@@ -927,7 +927,9 @@ def _redirect_refusal(exc: BaseException, url: str) -> str | None:
         cause = cause.__cause__
     if cause is None or not 300 <= cause.response.status_code < 400:
         return None
-    location = cause.response.headers.get("Location", "")
+    location = cause.response.headers.get("Location")
+    if location is None:
+        return None  # not a redirect websockets could follow: a plain handshake failure
     try:
         target = urljoin(url, location)
     except ValueError:
