@@ -24,7 +24,8 @@ def shell_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     monkeypatch.setenv("UNITH_SHELL_PLUGINS", "")
     for name in ("UNITH_BASE_URL", "UNITH_ORG", "UNITH_HEAD", "UNITH_API_KEY", "UNITH_USERNAME",
                  "UNITH_PASSWORD", "UNITH_SHELL_PROFILE", "UNITH_SHELL_STRICT_PLUGINS",
-                 "UNITH_SHELL_TRACE_PLUGINS", "UNITH_SHELL_TIMEOUT", "NO_COLOR"):  # fmt: skip
+                 "UNITH_SHELL_TRACE_PLUGINS", "UNITH_SHELL_TIMEOUT", "UNITH_SHELL_MAX_PARTS",
+                 "NO_COLOR"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     yield home
 

@@ -8,7 +8,6 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from unith_shell import api
@@ -213,13 +212,8 @@ async def test_rest_timeout_is_one_line() -> None:
 
 async def test_malformed_json_answer_is_bad_response() -> None:
     # A unit test of the JSON check alone: the local server never answers like this.
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, text="<html>not json</html>")
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        response = await client.get("http://x/token")
-    with pytest.raises(BadResponse, match="not JSON"):
-        UnithAPI._json(response, "login")
+    with pytest.raises(BadResponse, match="not valid JSON"):
+        UnithAPI._json(api.Reply(200, b"<html>not json</html>"), "login")
 
 
 # ---- a whole session -------------------------------------------------------------------------

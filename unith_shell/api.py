@@ -2,7 +2,15 @@
 
 Every expected failure becomes an :class:`APIError` subclass whose ``str()`` is one line and
 never contains a secret (the api key travels in some URL paths, so messages name the route,
-not the URL).
+not the URL; the base URL is shown through :func:`unith_shell.urls.display_url`).
+
+What a server can make the client hold is bounded: every REST call has an overall deadline
+(httpx's timeouts are per read, so a server dripping a byte at a time would otherwise hang
+it), a body is read as a stream and refused past ``max_body`` bytes *after* decompression
+(a gzip bomb stops at the cap), JSON nesting and number sizes are bounded
+(:func:`unith_shell.protocol.loads_bounded`), and redirects are followed only within the
+same origin (a 307 from ``POST /token`` to another host or to plain http would resend the
+password).
 """
 
 from __future__ import annotations
@@ -10,15 +18,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
+import math
 import socket
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
+
+from unith_shell.protocol import loads_bounded
+from unith_shell.sanitize import sanitize
+from unith_shell.urls import display_url, same_origin
 
 #: The public anonymous credentials of Unith's example client [C-PY].
 DEFAULT_USERNAME = "anonymous"
@@ -26,6 +39,17 @@ DEFAULT_PASSWORD = "Password1"  # public by design [C-PY]; a user-set password i
 
 # V2 logs in again when less than 15 minutes of validity are left [C-V2].
 REFRESH_MARGIN = 15 * 60
+
+#: Default cap on a REST body after decompression (the routes answer a few KiB).
+DEFAULT_MAX_BODY = 2 * 1024 * 1024
+#: Default overall deadline and size cap for ``/video --download``.
+DEFAULT_DOWNLOAD_TIMEOUT = 300.0
+DEFAULT_MAX_DOWNLOAD = 512 * 1024 * 1024
+#: Same-origin redirects followed by one REST call, at most.
+MAX_REDIRECTS = 3
+#: An error body is read only this far (its ``detail`` is one line anyway).
+_ERROR_BODY_CAP = 64 * 1024
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class APIError(Exception):
@@ -60,6 +84,14 @@ class BadResponse(APIError):
     """The answer was not the JSON the protocol promises."""
 
 
+class BodyTooLarge(BadResponse):
+    """The body (after decompression) went past the cap; reading stopped there."""
+
+
+class RedirectRefused(APIError):
+    """A redirect to another origin (or down to plain http): never followed."""
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """What ``POST /token`` returns. The token itself is kept out of ``repr``."""
@@ -87,7 +119,7 @@ def jwt_payload(token: str) -> dict[str, Any]:
     try:
         payload = token.split(".")[1]
         raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-        obj = json.loads(raw)
+        obj = loads_bounded(raw)  # deep nesting or a 400-digit exp: {} rather than a crash
     except (IndexError, ValueError, binascii.Error):
         return {}
     return obj if isinstance(obj, dict) else {}
@@ -140,12 +172,26 @@ def switch_url(base_url: str, org: str, head: str) -> str:
     return f"{ws_base(base_url)}/api/v2/switch/{quote(org, safe='')}/{quote(head, safe='')}"
 
 
-def _detail(response: httpx.Response) -> str:
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A REST answer read in full (within the caps)."""
+
+    status: int
+    body: bytes
+    reason: str = ""
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def _detail(response: Reply) -> str:
     """FastAPI-style ``detail``: a string, or a list of ``{loc, msg}`` (rendered like V1)."""
+    fallback = response.reason or f"HTTP {response.status}"
     try:
-        body = response.json()
+        body = loads_bounded(response.body)
     except ValueError:
-        return response.reason_phrase or f"HTTP {response.status_code}"
+        return fallback
     detail = body.get("detail") if isinstance(body, dict) else None
     if isinstance(detail, str):
         return detail
@@ -158,51 +204,176 @@ def _detail(response: httpx.Response) -> str:
                 items.append(f"{item.get('msg', 'invalid')}: {where}" if where else "invalid")
         if items:
             return "; ".join(items)
-    return response.reason_phrase or f"HTTP {response.status_code}"
+    return fallback
+
+
+class _BoundedDecoder:
+    """Content-Encoding decoding that never produces more than the room left under a cap."""
+
+    def __init__(self, encoding: str) -> None:
+        coding = encoding.strip().lower()
+        if coding in ("", "identity"):
+            self._zlib = None
+        elif coding in ("gzip", "x-gzip"):
+            self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif coding == "deflate":
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS)
+        else:
+            raise ValueError(f"unsupported Content-Encoding {coding[:20]!r}")
+        self._raw_deflate_tried = coding != "deflate"
+        self._started = False
+
+    def feed(self, chunk: bytes, room: int) -> bytes:
+        """Decode ``chunk``; at most ``room + 1`` bytes come out (one more means: over)."""
+        if self._zlib is None:
+            return chunk[: room + 1]
+        try:
+            out = self._zlib.decompress(chunk, room + 1)
+        except zlib.error:
+            if self._started or self._raw_deflate_tried:
+                raise ValueError("the compressed body is corrupt") from None
+            # "deflate" is sometimes sent without the zlib wrapper.
+            self._raw_deflate_tried = True
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+            return self.feed(chunk, room)
+        self._started = True
+        return out
+
+
+async def read_capped(response: httpx.Response, cap: int) -> bytes:
+    """The body of a streamed response, decompressed, refused past ``cap`` bytes.
+
+    :raises BodyTooLarge: the body is longer than ``cap`` (reading stops at once).
+    :raises ValueError: an unknown or corrupt Content-Encoding.
+    """
+    decoder = _BoundedDecoder(response.headers.get("content-encoding", ""))
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += decoder.feed(chunk, cap - len(body))
+        if len(body) > cap:
+            raise BodyTooLarge(f"the answer is larger than {cap} bytes")
+    return bytes(body)
+
+
+def _origin_text(url: str) -> str:
+    parts = urlsplit(url)
+    return display_url(f"{parts.scheme}://{parts.netloc}")
 
 
 class UnithAPI:
-    """The chat-origin REST routes for one base URL."""
+    """The chat-origin REST routes for one base URL.
 
-    def __init__(self, base_url: str, *, timeout: float = 15.0, verify: bool = True) -> None:
+    ``timeout`` is the overall deadline of each call (connect, redirects, headers and body
+    together), not only a per-read limit; ``max_body`` caps each body after decompression.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 15.0,
+        verify: bool = True,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.verify = verify
+        self.max_body = max_body
+
+    @property
+    def shown_base(self) -> str:
+        """The base URL as it may be printed (no password, no control characters)."""
+        return display_url(self.base_url)
 
     async def _request(
         self, method: str, path: str, what: str, data: Mapping[str, str] | None = None
-    ) -> httpx.Response:
-        client = shared_client(self.verify, plain_http=self.base_url.startswith("http://"))
+    ) -> Reply:
         try:
-            response = await client.request(
-                method, self.base_url + path, data=data, timeout=self.timeout
-            )
+            async with asyncio.timeout(self.timeout):
+                reply = await self._exchange(method, self.base_url + path, what, data)
+        except TimeoutError:
+            raise APITimeout(
+                f"{what}: no answer from {self.shown_base} in {self.timeout:g} s"
+            ) from None
         except httpx.TimeoutException:
             raise APITimeout(
-                f"{what}: no answer from {self.base_url} in {self.timeout:g} s"
+                f"{what}: no answer from {self.shown_base} in {self.timeout:g} s"
             ) from None
         except (httpx.ConnectError, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise APIConnectionError(
-                f"{what}: cannot reach {self.base_url} ({_why(exc)})"
+                f"{what}: cannot reach {self.shown_base} ({_why(exc)})"
             ) from None
         except httpx.HTTPError as exc:
             raise APIConnectionError(f"{what}: {type(exc).__name__}") from None
-        if response.is_success:
-            return response
-        status = response.status_code
-        detail = _detail(response)
+        if reply.is_success:
+            return reply
+        status = reply.status
+        detail = _detail(reply)
         if status == 401:
             raise AuthError(f"{what}: {detail} (401)")
         if status == 404:
             raise NotFoundError(f"{what}: {detail} (404)")
         raise ServerError(f"{what}: server error {status}: {detail}", status)
 
+    async def _exchange(
+        self, method: str, url: str, what: str, data: Mapping[str, str] | None
+    ) -> Reply:
+        """Send, follow same-origin redirects only, and read the body within the cap."""
+        for _ in range(MAX_REDIRECTS + 1):
+            # The plain-http client never builds a TLS context; neither client follows
+            # redirects on its own (follow_redirects=False below), this loop does.
+            client = shared_client(self.verify, plain_http=url.startswith("http://"))
+            request = client.build_request(
+                method,
+                url,
+                data=data,
+                timeout=self.timeout,
+                # Only encodings read_capped can decode within its cap.
+                headers={"Accept-Encoding": "gzip, deflate"},
+            )
+            response = await client.send(request, stream=True, follow_redirects=False)
+            try:
+                location = response.headers.get("location")
+                if response.status_code in _REDIRECTS and location is not None:
+                    url = self._redirect_target(url, location, what)
+                    continue  # same origin: the same method and form again
+                cap = self.max_body if response.is_success else _ERROR_BODY_CAP
+                try:
+                    body = await read_capped(response, cap)
+                except BodyTooLarge as exc:
+                    if not response.is_success:
+                        body = b""  # an oversized error body: its status says enough
+                    else:
+                        raise BodyTooLarge(f"{what}: {exc}; stopped reading") from None
+                except ValueError as exc:
+                    raise BadResponse(f"{what}: {exc}") from None
+                return Reply(response.status_code, body, response.reason_phrase)
+            finally:
+                await response.aclose()
+        raise RedirectRefused(f"{what}: more than {MAX_REDIRECTS} redirects")
+
     @staticmethod
-    def _json(response: httpx.Response, what: str) -> Any:
+    def _redirect_target(url: str, location: str, what: str) -> str:
         try:
-            return response.json()
+            target = urljoin(url, location)
+            scheme = urlsplit(target).scheme.lower()
         except ValueError:
-            raise BadResponse(f"{what}: the server's answer is not JSON") from None
+            target, scheme = location, ""
+        if same_origin(url, target):
+            return target
+        down = url.startswith("https://") and scheme == "http"
+        kind = "to plain http" if down else "to another origin"
+        raise RedirectRefused(
+            f"{what}: refused a redirect {kind} ({display_url(target)}); "
+            f"only {_origin_text(url)} is trusted with the credentials"
+        )
+
+    @staticmethod
+    def _json(response: Reply, what: str) -> Any:
+        try:
+            return loads_bounded(response.body)
+        except ValueError as exc:
+            raise BadResponse(f"{what}: the server's answer is not valid JSON ({exc})") from None
 
     async def login(
         self, username: str = DEFAULT_USERNAME, password: str = DEFAULT_PASSWORD
@@ -219,7 +390,15 @@ class UnithAPI:
         if not isinstance(token, str) or not token or not isinstance(user_id, str | int):
             raise BadResponse(f"{what}: the answer lacks access_token or user_id")
         exp = jwt_payload(token).get("exp")
-        expires_at = float(exp) if isinstance(exp, int | float) else None
+        # loads_bounded keeps exp short, but a float() that overflows must never escape.
+        expires_at: float | None = None
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            try:
+                expires_at = float(exp)
+            except OverflowError:
+                expires_at = None
+            if expires_at is not None and not math.isfinite(expires_at):
+                expires_at = None
         return Credentials(
             access_token=token,
             user_id=str(user_id),
@@ -264,6 +443,81 @@ class UnithAPI:
         return url
 
 
+class DownloadError(APIError):
+    """``/video --download`` failed: HTTP status, deadline, size cap or connection."""
+
+
+async def download(
+    url: str,
+    write: Callable[[bytes], object],
+    *,
+    verify: bool = True,
+    read_timeout: float = 15.0,
+    deadline: float = DEFAULT_DOWNLOAD_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_DOWNLOAD,
+    progress: Callable[[int, int | None], object] | None = None,
+) -> int:
+    """Stream ``url`` into ``write`` (chunk by chunk); return the bytes written.
+
+    Bounded whatever the server does: the whole transfer (headers, redirects, body) must end
+    within ``deadline`` seconds, each read within ``read_timeout``, and the body (after any
+    decompression) may not exceed ``max_bytes``. ``progress(done, total)`` is called after
+    each chunk (``total`` from Content-Length, or None). Writing to a file is the caller's
+    job, and so is deleting a partial file when this raises.
+
+    :raises DownloadError: with a one-line message (the URL is never part of it).
+    """
+    what = "download"
+    client = shared_client(verify)
+    written = 0
+    try:
+        async with asyncio.timeout(deadline):
+            async with client.stream(
+                "GET",
+                url,
+                timeout=read_timeout,
+                headers={"Accept-Encoding": "gzip, deflate"},
+            ) as response:
+                if not response.is_success:
+                    raise DownloadError(f"{what}: HTTP {response.status_code}")
+                length = response.headers.get("content-length", "")
+                total = int(length) if length.isdigit() and len(length) < 19 else None
+                if total is not None and total > max_bytes:
+                    raise DownloadError(
+                        f"{what}: the file is {total} bytes, more than the cap of {max_bytes}"
+                    )
+                try:
+                    decoder = _BoundedDecoder(response.headers.get("content-encoding", ""))
+                except ValueError as exc:
+                    raise DownloadError(f"{what}: {exc}") from None
+                async for chunk in response.aiter_raw():
+                    try:
+                        data = decoder.feed(chunk, max_bytes - written)
+                    except ValueError as exc:
+                        raise DownloadError(f"{what}: {exc}") from None
+                    if written + len(data) > max_bytes:
+                        raise DownloadError(
+                            f"{what}: more than {max_bytes} bytes; stopped (raise "
+                            "max_download_size to allow more)"
+                        )
+                    write(data)
+                    written += len(data)
+                    if progress is not None:
+                        progress(written, total)
+    except TimeoutError:
+        raise DownloadError(
+            f"{what}: not finished within {deadline:g} s ({written} bytes so far); "
+            "raise download_timeout to allow more"
+        ) from None
+    except httpx.TimeoutException:
+        raise DownloadError(f"{what}: no data for {read_timeout:g} s") from None
+    except (httpx.ConnectError, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+        raise DownloadError(f"{what}: connection failed ({_why(exc)})") from None
+    except httpx.HTTPError as exc:
+        raise DownloadError(f"{what}: {type(exc).__name__}") from None
+    return written
+
+
 def _why(exc: BaseException) -> str:
     """The root cause in a few words: httpx wraps the OSError that says what happened."""
     cause: BaseException | None = exc
@@ -280,4 +534,4 @@ def _why(exc: BaseException) -> str:
         return "connection refused"
     if "name or service" in lowered or "nodename" in lowered or "getaddrinfo" in lowered:
         return "host not found"
-    return first[:120]
+    return sanitize(first[:120])

@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--profile", metavar="NAME", help="use [profiles.NAME] from the config file")
     add("--timeout", type=float, metavar="SECONDS", help="per-frame / per-turn timeout (30)")
+    add(
+        "--max-parts",
+        type=int,
+        metavar="N",
+        help="most parts accepted in one reply, and the highest part_order + 1 (10000)",
+    )
     add("--text-only", action="store_true", default=None, help="ask for text-only replies")
     add(
         "--json",
@@ -184,6 +190,7 @@ def build_serve_parser() -> argparse.ArgumentParser:
 FLAG_FIELDS = (
     "local", "base_url", "org", "head", "api_key", "profile", "timeout", "text_only", "json",
     "messages", "prompt", "history", "no_plugins", "plugins", "plugins_dirs", "insecure",
+    "max_parts",
 )  # fmt: skip
 
 
@@ -228,11 +235,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(f"unith-shell: warning: {warning}")
     settings = loaded.settings
     if not settings.local and not _valid_base_url(settings.base_url):
+        from unith_shell.urls import display_url
+
         _error(
             f"unith-shell: error: base URL must be http://HOST or https://HOST, "
-            f"got {settings.base_url!r} (see --help)"
+            f"got {display_url(settings.base_url)!r} (see --help)"
         )
         return EXIT_USAGE
+    if not settings.local:
+        from unith_shell.urls import plain_http_warning
+
+        plain = plain_http_warning(settings.base_url)
+        if plain:
+            _error(f"unith-shell: warning: {plain}")
     if settings.insecure:
         _error("unith-shell: warning: TLS certificate checks are OFF (--insecure)")
     # No stdin at all (``<&-``) is read as empty input.

@@ -68,6 +68,12 @@ class Settings:
     reconnect_initial: float = 0.2
     reconnect_max: float = 10.0
     max_frame_size: int = 1048576
+    # Bounds on what a server can make the client hold or wait for (see docs/configuration.md).
+    max_parts: int = 10000
+    max_body_size: int = 2097152
+    handshake_timeout: float = 30.0
+    download_timeout: float = 300.0
+    max_download_size: int = 536870912
     insecure: bool = False
     local: bool = False
     json: bool = False
@@ -84,6 +90,10 @@ class Settings:
         value: object = getattr(self, name)
         if name in _SECRET_FIELDS:
             return _MASK if value else ""
+        if name == "base_url" and isinstance(value, str) and "@" in value:
+            from unith_shell.urls import display_url  # a user:pass@ URL keeps its secret
+
+            return display_url(value)
         return value
 
     def __repr__(self) -> str:
@@ -100,6 +110,10 @@ class Settings:
                 items.append((f.name, "set" if self.api_key else "not set"))
             elif f.name == "password":
                 items.append((f.name, _MASK if self.password else "not set"))
+            elif f.name == "base_url":
+                from unith_shell.urls import display_url  # a user:pass@ URL keeps its secret
+
+                items.append((f.name, display_url(self.base_url)))
             else:
                 items.append((f.name, getattr(self, f.name)))
         return items
@@ -274,6 +288,7 @@ _ENV_VARS: dict[str, str] = {
     "UNITH_SHELL_STRICT_PLUGINS": "strict_plugins",
     "UNITH_SHELL_TRACE_PLUGINS": "trace_plugins",
     "UNITH_SHELL_TIMEOUT": "timeout",
+    "UNITH_SHELL_MAX_PARTS": "max_parts",
 }
 
 
@@ -295,6 +310,11 @@ def _from_env(env: Mapping[str, str]) -> dict[str, object]:
                 parsed = float(raw)
             except ValueError:
                 raise ConfigError(f"{var}: expected a number of seconds, got {raw!r}") from None
+        elif hint is int:
+            word = raw.strip()
+            if not word.isdigit() or len(word) > 18:
+                raise ConfigError(f"{var}: expected a positive integer, got {raw!r}")
+            parsed = int(word)
         try:
             values[name] = _coerce(name, parsed)
         except ValueError as exc:

@@ -21,6 +21,10 @@ GREETING_ID = -1
 SECRET_KEYS = frozenset({"token", "access_token", "api_key", "password", "authorization"})
 
 
+#: Default cap on the parts of one reply, and on ``part_order`` (0 .. cap-1).
+DEFAULT_MAX_PARTS = 10_000
+
+
 class ProtocolError(ValueError):
     """A frame that is not valid Unith JSON. ``str(err)`` is a one-line reason."""
 
@@ -28,6 +32,10 @@ class ProtocolError(ValueError):
         super().__init__(reason)
         self.reason = reason
         self.raw = raw
+
+
+class TurnOverflow(ProtocolError):
+    """A reply went past the parts cap (too many parts, or a ``part_order`` beyond it)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,16 +264,91 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+#: Deepest nesting of arrays and objects accepted in a frame or a REST body. Real frames are
+#: two or three levels deep; deep nesting makes recursive code (hooks, redaction, json.dumps
+#: for transcripts) raise RecursionError far from here.
+MAX_JSON_DEPTH = 32
+#: Longest integer literal accepted (digits). ids and part numbers are small; a 400-digit
+#: ``exp`` overflows ``float()`` and a huge ``part_order`` must not reach arithmetic.
+MAX_INT_DIGITS = 30
+
+
+class _JSONLimit(ValueError):
+    pass
+
+
+def _parse_int(text: str) -> int:
+    if len(text) - text.startswith("-") > MAX_INT_DIGITS:
+        raise _JSONLimit(f"a number with {len(text)} digits")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _JSONLimit(f"a number out of range ({text[:20]}...)")
+    return value
+
+
+def _parse_constant(name: str) -> Any:
+    raise _JSONLimit(f"{name} is not JSON")
+
+
+def _depth_exceeds(obj: Any, limit: int) -> bool:
+    """True if ``obj`` nests deeper than ``limit``; iterative, so it cannot recurse too far."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, dict | list))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value if isinstance(v, dict | list))
+    return False
+
+
+def loads_bounded(text: str | bytes) -> Any:
+    """``json.loads`` with bounds: nesting depth, integer length, no NaN/Infinity.
+
+    :raises ValueError: with a one-line reason for anything malformed or out of bounds
+        (never RecursionError, never the interpreter's int-conversion error).
+    """
+    try:
+        obj = json.loads(
+            text,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_parse_constant,
+        )
+    except _JSONLimit as exc:
+        raise ValueError(str(exc)) from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(exc.msg) from None
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except (ValueError, TypeError) as exc:  # bad UTF-8 in bytes, and the like
+        raise ValueError(" ".join(str(exc).split())[:80] or type(exc).__name__) from None
+    # Counting brackets is cheap; the walk only runs when there are enough of them.
+    if isinstance(obj, dict | list):
+        if isinstance(text, str):
+            brackets = text.count("[") + text.count("{")
+        else:
+            brackets = text.count(b"[") + text.count(b"{")
+        if brackets > MAX_JSON_DEPTH and _depth_exceeds(obj, MAX_JSON_DEPTH):
+            raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+    return obj
+
+
 def decode_json(data: str | bytes) -> dict[str, Any]:
     """Decode one frame to a JSON object, or raise :class:`ProtocolError`."""
     if isinstance(data, bytes | bytearray | memoryview):
         # Every Unith frame is a JSON text frame [C-PY, C-V2]; a binary one is a fault.
         raise ProtocolError(f"unexpected binary frame ({len(data)} bytes)", bytes(data))
     try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nesting too deep"
-        raise ProtocolError(f"malformed JSON: {reason}", data) from None
+        obj = loads_bounded(data)
+    except ValueError as exc:
+        raise ProtocolError(f"malformed JSON: {exc}", data) from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"expected a JSON object, got {type(obj).__name__}", data)
     return obj
@@ -407,6 +490,10 @@ class Turn:
     Parts are ordered by ``part_order``, never by arrival. Duplicates (same ``part_order``)
     are dropped; a part without ``part_order`` is placed after the numbered ones in arrival
     order. The turn is complete on a part with ``is_last`` or on an ending event.
+
+    Memory and time are linear in the parts that arrived, whatever ``part_order`` says: at
+    most ``max_parts`` parts are kept, a ``part_order`` of ``max_parts`` or more is refused
+    (:class:`TurnOverflow`), and nothing is ever sized by a part number.
     """
 
     message_id: int | None
@@ -422,6 +509,7 @@ class Turn:
     outcome: str | None = None
     error: str | None = None
     suggestions: list[str] = field(default_factory=list)
+    max_parts: int = DEFAULT_MAX_PARTS
     _numbered: dict[int, ResponsePart] = field(default_factory=dict, repr=False)
     _unnumbered: list[ResponsePart] = field(default_factory=list, repr=False)
     _last_order: int | None = field(default=None, repr=False)
@@ -448,11 +536,34 @@ class Turn:
 
     @property
     def missing(self) -> list[int]:
-        """Part numbers below the last known one that never arrived."""
+        """The first (up to 20) part numbers below the last known one that never arrived."""
+        return self._missing(20)[0]
+
+    @property
+    def missing_count(self) -> int:
+        """How many part numbers below the last known one never arrived."""
+        return self._missing(0)[1]
+
+    def _missing(self, limit: int) -> tuple[list[int], int]:
+        # Walks the parts received, never a range of part numbers: linear in what arrived.
         if not self._numbered:
-            return []
+            return [], 0
         top = self._last_order if self._last_order is not None else max(self._numbered)
-        return [i for i in range(top + 1) if i not in self._numbered]
+        first: list[int] = []
+        count = 0
+        expected = 0
+        for order in sorted(self._numbered):
+            if order > top:
+                break
+            if order > expected:
+                gap = order - expected
+                count += gap
+                first.extend(range(expected, min(order, expected + limit - len(first))))
+            expected = order + 1
+        if top >= expected:
+            count += top + 1 - expected
+            first.extend(range(expected, min(top + 1, expected + limit - len(first))))
+        return first[:limit], count
 
     @property
     def first_latency(self) -> float | None:
@@ -476,12 +587,16 @@ class Turn:
         """
         if self.complete:
             return []
+        order = part.part_order
+        if order is not None and order >= self.max_parts:
+            raise TurnOverflow(f"part_order {order} is beyond the cap of {self.max_parts} parts")
+        if len(self._numbered) + len(self._unnumbered) >= self.max_parts:
+            raise TurnOverflow(f"more than {self.max_parts} parts in one reply")
         now = time.monotonic() if now is None else now
         if self.first_part_at is None:
             self.first_part_at = now
         if part.suggestions:
             self.suggestions = list(part.suggestions)
-        order = part.part_order
         if order is None:
             # No part_order at all [tolerance]: show in arrival order, after the numbered ones.
             self._unnumbered.append(part)

@@ -18,14 +18,17 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.frames import CloseCode
+from websockets.uri import parse_uri
 
 from unith_shell import api as api_mod
 from unith_shell.api import APIError, Credentials, UnithAPI
 from unith_shell.protocol import (
+    DEFAULT_MAX_PARTS,
     GREETING_ID,
     Choice,
     ConversationEnd,
@@ -38,11 +41,14 @@ from unith_shell.protocol import (
     SessionTimeout,
     TimeoutWarning,
     Turn,
+    TurnOverflow,
     UserMessage,
     encode,
     keep_session_message,
     parse_frame,
 )
+from unith_shell.sanitize import sanitize
+from unith_shell.urls import display_url
 
 
 class State(enum.Enum):
@@ -88,12 +94,19 @@ class SessionOptions:
     reconnect_initial: float = 0.2
     reconnect_max: float = 10.0
     max_frame_size: int = 1 << 20
+    #: Most parts in one reply, and the bound on part_order (0 .. max_parts - 1).
+    max_parts: int = DEFAULT_MAX_PARTS
+    #: Cap on a REST body after decompression.
+    max_body_size: int = api_mod.DEFAULT_MAX_BODY
+    #: Overall deadline for opening the socket and reading the greeting to its end.
+    handshake_timeout: float = 30.0
     insecure: bool = False
     # When the is_last part is in but an earlier part never came, wait this long for it.
     gap_grace: float = 0.5
 
     def __repr__(self) -> str:
-        return f"SessionOptions(base_url={self.base_url!r}, org={self.org!r}, head={self.head!r})"
+        shown = display_url(self.base_url)
+        return f"SessionOptions(base_url={shown!r}, org={self.org!r}, head={self.head!r})"
 
 
 class SessionListener:
@@ -144,7 +157,10 @@ class Session:
         self.options = options
         self.listener = listener or SessionListener()
         self.api = api or UnithAPI(
-            options.base_url, timeout=options.rest_timeout, verify=not options.insecure
+            options.base_url,
+            timeout=options.rest_timeout,
+            verify=not options.insecure,
+            max_body=options.max_body_size,
         )
         self.state = State.DISCONNECTED
         self.credentials: Credentials | None = None
@@ -200,7 +216,11 @@ class Session:
         return [o.turn for o in self._outbox if o.turn is not None]
 
     async def connect(self) -> None:
-        """One connection attempt (login, handshake, greeting); raises on failure."""
+        """One connection attempt (login, handshake, greeting); raises on failure.
+
+        A :class:`SessionError` for what the network did; anything else (a strict-mode plugin
+        error) is raised as it is, for the caller. The supervisor turns those into one line.
+        """
         await self._connect_once()
 
     def start(self, *, connected: bool = False) -> None:
@@ -226,7 +246,9 @@ class Session:
         await self.listener.before_send(self, message)
         if message.cancelled is not None:
             return None
-        turn = Turn(message_id=None, prompt=message.text, input=text)
+        turn = Turn(
+            message_id=None, prompt=message.text, input=text, max_parts=self.options.max_parts
+        )
         self._outbox.append(_Outgoing(message, turn))
         ws = self._ws
         if ws is not None and self.state is State.CONNECTED and self._can_transmit():
@@ -361,37 +383,85 @@ class Session:
         try:
             creds = await self._login()
         except APIError as exc:
-            retry = not isinstance(exc, api_mod.AuthError | api_mod.NotFoundError)
+            retry = not isinstance(
+                exc, api_mod.AuthError | api_mod.NotFoundError | api_mod.RedirectRefused
+            )
             err = SessionError(str(exc)) if retry else FatalSessionError(str(exc))
             raise err from None
-        url = api_mod.switch_url(opts.base_url, opts.org, opts.head)
+        # One overall deadline for the socket's opening and the whole greeting: a server that
+        # drips a frame (or a byte) just inside each per-read limit must not hang the shell.
         try:
-            ws = await asyncio.wait_for(
+            async with asyncio.timeout(opts.handshake_timeout):
+                await self._open_and_greet(creds, info_task)
+        except TimeoutError:
+            await self._close_socket()
+            raise SessionError(
+                f"handshake: not complete within {opts.handshake_timeout:g} s"
+            ) from None
+        self._token_refusals = 0
+        self.attempt = 0
+        self.next_attempt_at = None
+        self.last_error = None
+        self.connections += 1
+        await self._set_state(State.CONNECTED)
+        await self.listener.on_connect(self)
+
+    async def _open_socket(self, url: str) -> ClientConnection:
+        opts = self.options
+        target = parse_uri(url)
+        try:
+            return await asyncio.wait_for(
                 connect(
                     url,
                     # The app-level limit is max_frame_size (a bigger frame gets a notice and
                     # is dropped); the library limit above it closes the socket (1009).
-                    max_size=max(opts.max_frame_size * 8, 1 << 20),
+                    # At most max_queue frames are buffered, so the socket holds 4 x 4 x
+                    # max_frame_size bytes at worst (16 MiB with the defaults).
+                    max_size=max(opts.max_frame_size * 4, 1 << 16),
+                    max_queue=4,
                     open_timeout=None,
                     ping_interval=20,
                     ssl=_ssl_context(url, opts.insecure),
                     compression=None,
                     user_agent_header=f"unith-shell/{_version()}",
+                    # An explicit host and port make websockets refuse a cross-origin redirect
+                    # (it raises ValueError) while same-origin ones are still followed; https
+                    # to http is refused anyway (SecurityError). No proxy from the environment:
+                    # the REST client does not use one either (trust_env=False).
+                    proxy=None,
+                    host=target.host,
+                    port=target.port,
                 ),
                 opts.connect_timeout,
             )
         except TimeoutError:
             raise SessionError(f"connect: no answer in {opts.connect_timeout:g} s") from None
         except InvalidURI:
-            raise FatalSessionError(f"connect: invalid URL {url}") from None
-        except InvalidHandshake as exc:
-            raise SessionError(f"connect: WebSocket handshake failed ({exc})") from None
+            raise FatalSessionError(f"connect: invalid URL {display_url(url)}") from None
+        except (InvalidHandshake, ValueError) as exc:
+            refused = _redirect_refusal(exc, url)
+            if refused is not None:
+                raise FatalSessionError(refused) from None
+            if isinstance(exc, ValueError):
+                raise
+            raise SessionError(
+                f"connect: WebSocket handshake failed ({sanitize(str(exc))[:160]})"
+            ) from None
         except OSError as exc:
-            raise SessionError(f"connect: cannot reach {opts.base_url} ({_oserror(exc)})") from None
+            raise SessionError(
+                f"connect: cannot reach {display_url(opts.base_url)} ({_oserror(exc)})"
+            ) from None
+
+    async def _open_and_greet(
+        self, creds: Credentials, info_task: asyncio.Task[None] | None
+    ) -> None:
+        opts = self.options
+        url = api_mod.switch_url(opts.base_url, opts.org, opts.head)
+        ws = await self._open_socket(url)
         self._ws = ws
         if info_task is not None:
             await asyncio.wait([info_task], timeout=1.0)
-        greeting = Turn(message_id=GREETING_ID)
+        greeting = Turn(message_id=GREETING_ID, max_parts=opts.max_parts)
         self.turns[GREETING_ID] = greeting
         self.greeting = greeting
         try:
@@ -432,23 +502,52 @@ class Session:
                     f"the server refused the session ({reason}); logging in again"
                 ) from None
             raise SessionError(f"handshake: connection closed ({reason})") from None
-        except SessionError:
+        except BaseException:
             await self._close_socket()
             raise
-        self._token_refusals = 0
-        self.attempt = 0
-        self.next_attempt_at = None
-        self.last_error = None
-        self.connections += 1
-        await self._set_state(State.CONNECTED)
-        await self.listener.on_connect(self)
+
+    async def _attempt(self) -> None:
+        """:meth:`_connect_once`, with anything unexpected turned into a one-line error."""
+        try:
+            await self._connect_once()
+        except SessionError:
+            raise
+        except Exception as exc:
+            await self._close_socket()
+            raise SessionError(f"connect: unexpected {_what_failed(exc)}") from None
 
     async def _supervise(self, skip_first_connect: bool) -> None:
+        """Run :meth:`_supervise_loop`; if it ever fails unexpectedly (a listener or a bug),
+        say so in one line, mark the session disconnected and start over: it must never die
+        silently while the state still says "connected"."""
+        while not self._closing:
+            try:
+                await self._supervise_loop(skip_first_connect)
+                return
+            except Exception as exc:
+                skip_first_connect = False
+                await self._close_socket()
+                self.state = State.RECONNECTING
+                self.last_error = f"the connection supervisor failed ({_what_failed(exc)})"
+                with contextlib.suppress(Exception):
+                    await self._fail_inflight("disconnected", self.last_error)
+                with contextlib.suppress(Exception):
+                    await self.listener.on_notice(self, f"{self.last_error}; reconnecting")
+                with contextlib.suppress(Exception):
+                    await self.listener.on_state(self)
+                self.attempt += 1
+                delay = backoff(
+                    self.attempt, self.options.reconnect_initial, self.options.reconnect_max
+                )
+                self.next_attempt_at = time.monotonic() + delay
+                await self._wait_for_reconnect(delay)
+
+    async def _supervise_loop(self, skip_first_connect: bool) -> None:
         first = True
         while not self._closing:
             if not (first and skip_first_connect):
                 try:
-                    await self._connect_once()
+                    await self._attempt()
                 except SessionError as exc:
                     # Say it once; again only if the reason changes (the toolbar counts).
                     if str(exc) != self.last_error:
@@ -532,6 +631,10 @@ class Session:
         sender = asyncio.get_running_loop().create_task(self._sender(ws), name="unith-sender")
         try:
             return await self._reader(ws)
+        except Exception as exc:
+            # Whatever killed the reader (a listener, a hook, a bug), the socket is no longer
+            # read: end it and let the supervisor say so and reconnect.
+            return f"the reader failed: {_what_failed(exc)}"
         finally:
             await _cancel_and_wait(sender)
 
@@ -572,7 +675,9 @@ class Session:
             self._arm_watchdog(turn)  # a frame came since: wait from that one
             return
         if turn.last_seen:
-            why = ("last", f"missing part(s) {', '.join(map(str, turn.missing))}")
+            shown, count = turn.missing, turn.missing_count
+            more = f" and {count - len(shown)} more" if count > len(shown) else ""
+            why = ("last", f"missing part(s) {', '.join(map(str, shown))}{more}")
         elif turn.first_part_at is None:
             why = ("timed out", f"no reply within {self.options.timeout:g} s")
         else:
@@ -665,7 +770,11 @@ class Session:
             turn = self._turn_for(event.input_message_id, during_handshake)
             if turn is not None:
                 had_last = turn.last_seen
-                ready = turn.add(event)
+                try:
+                    ready = turn.add(event)
+                except TurnOverflow as exc:
+                    await self._end_turn(turn, "failed", f"protocol error: {exc.reason}")
+                    return event
                 if ready:
                     await self.listener.on_parts(self, turn, ready)
                 if turn.complete:
@@ -684,7 +793,11 @@ class Session:
                     part_order=event.part_order,
                     suggestions=event.suggestions,
                 )
-                ready = turn.add(as_part)
+                try:
+                    ready = turn.add(as_part)
+                except TurnOverflow as exc:
+                    await self._end_turn(turn, "failed", f"protocol error: {exc.reason}")
+                    return event
                 if ready:
                     await self.listener.on_parts(self, turn, ready)
                 await self._end_turn(turn, "choice")
@@ -791,11 +904,44 @@ def backoff(
 
 
 def _close_reason(exc: ConnectionClosed) -> str:
+    """The close in words, the server's reason kept exactly (bounded by the protocol to 123
+    bytes): every sink passes it through the gate, and ``--json`` keeps it escaped."""
     frame = exc.rcvd
+    if frame is None and exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+        # websockets refused a frame over max_size before buffering it, and closed.
+        return f"closed with code 1009: {exc.sent.reason}"
     if frame is None:
         return "connection dropped without a close frame"
     text = f"closed by the server with code {int(frame.code)}"
     return f"{text}: {frame.reason}" if frame.reason else text
+
+
+def _what_failed(exc: BaseException) -> str:
+    """An unexpected exception in a few sanitised words (no traceback, one line)."""
+    text = " ".join(str(exc).split())
+    return sanitize(f"{type(exc).__name__}: {text[:100]}" if text else type(exc).__name__)
+
+
+def _redirect_refusal(exc: BaseException, url: str) -> str | None:
+    """The one-line error for a WebSocket redirect websockets refused, naming the target."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, InvalidStatus):
+        cause = cause.__cause__
+    if cause is None or not 300 <= cause.response.status_code < 400:
+        return None
+    location = cause.response.headers.get("Location")
+    if location is None:
+        return None  # not a redirect websockets could follow: a plain handshake failure
+    try:
+        target = urljoin(url, location)
+    except ValueError:
+        target = location
+    down = url.startswith("wss://") and target.startswith("ws://")
+    kind = "to plain ws://" if down else "to another origin"
+    return (
+        f"connect: refused a WebSocket redirect {kind} ({display_url(target)}); "
+        "the session token is only sent to the base URL's origin"
+    )
 
 
 def _oserror(exc: OSError) -> str:

@@ -49,6 +49,9 @@ def session_options(settings: Settings) -> SessionOptions:
         reconnect_initial=settings.reconnect_initial,
         reconnect_max=settings.reconnect_max,
         max_frame_size=settings.max_frame_size,
+        max_parts=settings.max_parts,
+        max_body_size=settings.max_body_size,
+        handshake_timeout=settings.handshake_timeout,
         insecure=settings.insecure,
     )
 

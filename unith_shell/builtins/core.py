@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from unith_shell.commands import CommandError, Context
 from unith_shell.hookspecs import hookimpl
+from unith_shell.urls import display_url
 
 
 def help_command(ctx: Context, arg: str) -> None:
@@ -58,7 +59,7 @@ def status_command(ctx: Context, arg: str) -> None:
     opts = session.options
     creds = session.credentials
     rows = [
-        ("base url", opts.base_url),
+        ("base url", display_url(opts.base_url)),  # no user:pass@ password on screen
         ("head", f"{opts.org}/{opts.head}"),
         ("connection", ctx.shell.connection_state),
         ("turn", ctx.shell.turn_state),

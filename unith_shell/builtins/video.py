@@ -121,26 +121,37 @@ async def download(ctx: Context, url: str, path: str) -> tuple[Path, int]:
     target = target_path(path, url)
     if not target.parent.is_dir():
         raise CommandError(f"download: folder {target.parent} does not exist")
+    from unith_shell import api
+
     tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
     written = 0
+    total: int | None = None
+    last = time.monotonic()
+
+    def progress(done: int, size: int | None) -> None:
+        nonlocal last, total
+        total = size
+        now = time.monotonic()
+        if now - last >= PROGRESS_EVERY:
+            last = now
+            ctx.print(progress_line(done, size))
+
     try:
         with tmp.open("wb") as out:
-            async with _client(ctx).stream(
-                "GET", url, timeout=ctx.settings.rest_timeout
-            ) as response:
-                response.raise_for_status()
-                length = response.headers.get("content-length")
-                total = int(length) if length and length.isdigit() else None
-                last = time.monotonic()
-                async for chunk in response.aiter_bytes():
-                    out.write(chunk)
-                    written += len(chunk)
-                    now = time.monotonic()
-                    if now - last >= PROGRESS_EVERY:
-                        last = now
-                        ctx.print(progress_line(written, total))
+            # Bounded by an overall deadline and a size cap, whatever the server does.
+            written = await api.download(
+                url,
+                out.write,
+                verify=not ctx.settings.insecure,
+                read_timeout=ctx.settings.rest_timeout,
+                deadline=ctx.settings.download_timeout,
+                max_bytes=ctx.settings.max_download_size,
+                progress=progress,
+            )
         ctx.print(progress_line(written, total))
         tmp.replace(target)
+    except api.DownloadError as exc:
+        raise CommandError(str(exc)) from None
     except httpx.HTTPError as exc:
         raise _http_error("download", exc) from None
     except OSError as exc:
