@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import signal
 import sys
 from collections.abc import Callable
@@ -11,6 +12,18 @@ from dataclasses import replace
 
 from .app import LocalServer
 from .config import ServerConfig
+from .rest import PASSWORD
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``): only this machine reaches it."""
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def serve_forever(
@@ -25,6 +38,14 @@ def serve_forever(
     exit status: 0 after a clean stop, 1 if the address could not be bound.
     """
     settings = replace(config if config is not None else ServerConfig(), host=host, port=port)
+    if not is_loopback(host):
+        print(
+            f"unith local server: warning: listening on {host}, reachable from other "
+            f"machines; the demo password ({PASSWORD}) is public, so anyone who can reach "
+            "this port can log in",
+            file=sys.stderr,
+            flush=True,
+        )
 
     async def main() -> None:
         stop = asyncio.Event()
