@@ -38,7 +38,9 @@ class LocalServer:
         self.config = config if config is not None else ServerConfig()
         self._state = ServerState(self.config, TokenSigner(self.config.secret))
         self._runner: web.AppRunner | None = None
-        self._guard = ConnectionGuard(self.config.max_connections, self.config.header_timeout)
+        self._guard = ConnectionGuard(
+            self.config.max_connections, self.config.header_timeout, self._state.notify
+        )
         self.base_url = ""
         self.port = 0
 

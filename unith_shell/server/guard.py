@@ -25,9 +25,15 @@ _REFUSED_READ_LIMIT = 16 * 1024
 class ConnectionGuard:
     """Counts open connections and arms each one's header deadline."""
 
-    def __init__(self, max_connections: int, header_timeout: float) -> None:
+    def __init__(
+        self,
+        max_connections: int,
+        header_timeout: float,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
         self.max_connections = max_connections
         self.header_timeout = header_timeout
+        self.on_change = on_change  # wakes LocalServer.wait_until
         self.open: set[_Guarded] = set()
         self._by_transport: dict[asyncio.BaseTransport, _Guarded] = {}
         self.refused = 0
@@ -50,11 +56,13 @@ class ConnectionGuard:
     def _opened(self, guarded: _Guarded, transport: asyncio.BaseTransport) -> None:
         self.open.add(guarded)
         self._by_transport[transport] = guarded
+        self.on_change()
 
     def _closed(self, guarded: _Guarded) -> None:
         self.open.discard(guarded)
         if guarded.transport is not None:
             self._by_transport.pop(guarded.transport, None)
+        self.on_change()
 
 
 class _Guarded(asyncio.Protocol):
