@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import errno
+import os
 import signal
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -63,11 +66,22 @@ class PrivateHistory(FileHistory):
     def load_history_strings(self) -> Iterable[str]:
         if self.failed:
             return []
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         try:
-            return list(super().load_history_strings())
+            fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0))
+            with os.fdopen(fd, "rb") as fh:
+                # Only a regular file: a link to /dev/zero or a FIFO would never end.
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    raise OSError(errno.EINVAL, "not a regular file")
+                data = fh.read()
+        except FileNotFoundError:
+            return []
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                exc = OSError(errno.ELOOP, "is a symbolic link (not followed)")
             self._give_up(exc)
             return []
+        return _parse_history(data.decode("utf-8", errors="replace"))
 
     def store_string(self, string: str) -> None:
         if self.failed or string.startswith(" ") or _carries_secret(string, self.shell):
@@ -81,6 +95,22 @@ class PrivateHistory(FileHistory):
                 fh.write(f"\n# {datetime.datetime.now()}\n{lines}")
         except OSError as exc:
             self._give_up(exc)
+
+
+def _parse_history(text: str) -> list[str]:
+    """FileHistory's format, newest first: entries of "+"-prefixed lines between comments."""
+    entries: list[str] = []
+    lines: list[str] = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("+"):
+            lines.append(line[1:])
+        elif lines:
+            entries.append("".join(lines)[:-1])
+            lines = []
+    if lines:
+        entries.append("".join(lines)[:-1])
+    entries.reverse()
+    return entries
 
 
 def _carries_secret(line: str, shell: Shell) -> bool:
