@@ -23,7 +23,6 @@ from aiohttp import web
 from tests.conftest import UNITH_SHELL, Make, cli_env
 from tests.plugin_fixtures._harness import Harness, start_shell
 from tests.test_terminal import quit_with_ctrl_d, spawn
-from unith_shell.builtins.video import safe_file_name
 from unith_shell.config import ensure_private_dir
 
 pytestmark = pytest.mark.timeout(60)
@@ -132,6 +131,8 @@ async def test_a_name_taken_from_the_url_is_sanitised(
 
 
 def test_safe_file_name_bounds_the_length() -> None:
+    from unith_shell.builtins.video import safe_file_name
+
     name = safe_file_name("http://h/" + "é" * 300 + ".mp4", "aiko")
     assert len(name.encode()) <= 200 and name.startswith("é")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import UNITH_SHELL, Make, cli_env
-from unith_shell.config import ConfigError, load_settings, trust_problem
+from unith_shell.config import ConfigError, load_settings
 from unith_shell.plugins import PluginError, Plugins
 
 pytestmark = pytest.mark.timeout(60)
@@ -100,6 +100,8 @@ def test_strict_mode_raises_for_an_untrusted_plugin(tmp_path: Path) -> None:
 
 @posix_only
 def test_trust_problem_accepts_private_and_read_only_files(tmp_path: Path) -> None:
+    from unith_shell.config import trust_problem
+
     path = tmp_path / "f"
     path.write_text("")
     for mode in (0o600, 0o644, 0o755, 0o400):

@@ -18,7 +18,6 @@ from websockets.exceptions import ConnectionClosed
 from tests.conftest import UNITH_SHELL
 from unith_shell.server import LocalServer, ServerConfig
 from unith_shell.server.jwt import InvalidToken, TokenSigner
-from unith_shell.server.run import is_loopback
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -148,6 +147,8 @@ async def test_non_ascii_tokens_are_invalid_not_a_server_error(token: str) -> No
      ("::", False), ("192.168.1.5", False), ("example.org", False)],
 )  # fmt: skip
 def test_is_loopback(host: str, loopback: bool) -> None:
+    from unith_shell.server.run import is_loopback
+
     assert is_loopback(host) is loopback
 
 
