@@ -42,8 +42,8 @@ async def test_received_keeps_a_bounded_window_of_the_newest_frames() -> None:
             ).json()["access_token"]
         async with connect(server.ws_url()) as ws:
             await ws.send(json.dumps({"token": token}))
-            for n in range(40):
-                await ws.send(json.dumps({"event": "keep_session", "n": n}))
+            for n in range(40):  # an event the server ignores: no replies pile up unread
+                await ws.send(json.dumps({"event": "noop", "n": n}))
             await server.wait_until(
                 lambda: bool(server.received) and server.received[-1].get("n") == 39, timeout=10
             )
