@@ -398,9 +398,10 @@ def test_ensure_private_dir(tmp_path: Path) -> None:
     made = ensure_private_dir(tmp_path / "a" / "b")
     assert made == tmp_path / "a" / "b"
     assert stat.S_IMODE(made.stat().st_mode) == 0o700
-    made.chmod(0o755)
+    # A folder that already exists is not the shell's to change.
+    made.chmod(0o750)
     ensure_private_dir(made)
-    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    assert stat.S_IMODE(made.stat().st_mode) == 0o750
 
 
 @posix_only

@@ -1,7 +1,8 @@
 """The plugin manager: loading (bundled, entry points, local files) and isolated hook calls.
 
 Load order: bundled plugins; entry points in group ``unith_shell``, each loaded on its own;
-every ``*.py`` in ``<config dir>/plugins/`` and in each ``--plugins-dir``; each ``--plugin``.
+every ``*.py`` in ``<config dir>/plugins/`` and in each ``--plugins-dir`` (only from a folder
+and a file owned by the user or root that group and others cannot write); each ``--plugin``.
 ``UNITH_SHELL_PLUGINS`` (comma-separated names) is an allowlist for the discovered ones
 (entry points and plugin folders); set but empty means bundled only. ``--no-plugins`` loads
 bundled plugins only.
@@ -142,14 +143,40 @@ class Plugins:
             self._register_module(plugin, ep.name, "entry point", version=version)
 
     def load_folder(self, folder: Path, allow: set[str] | None) -> None:
+        """Load every ``*.py`` of ``folder``, if the folder and the file are trusted.
+
+        Trusted as OpenSSH's StrictModes has it: owned by the current user or root, and not
+        writable by group or others (:func:`unith_shell.config.trust_problem`). Anything
+        else is skipped with one line naming the path and the fix; strict mode raises.
+        """
         if not folder.is_dir():
+            return
+        if not self._trusted(folder, "plugins folder"):
             return
         for path in sorted(folder.glob("*.py")):
             if path.name.startswith("_"):
                 continue
             if allow is not None and path.stem not in allow:
                 continue
+            if not self._trusted(path, f"plugin {path.stem!r}"):
+                continue
             self.load_file(path, source="local file")
+
+    def _trusted(self, path: Path, what: str) -> bool:
+        from unith_shell.config import trust_problem
+
+        try:
+            problem = trust_problem(path)
+        except OSError as exc:
+            problem = f"{path}: cannot check: {exc.strerror or exc}"
+        if problem is None:
+            return True
+        line = f"{what} skipped: {problem}"
+        self.load_errors.append(line)
+        if self.strict:
+            raise PluginError(line)
+        self.notify(line)
+        return False
 
     def load_file(self, path: Path, source: str = "local file") -> bool:
         name = path.stem

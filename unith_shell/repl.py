@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import errno
+import os
 import signal
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -34,19 +38,80 @@ from unith_shell.shell import Shell
 class PrivateHistory(FileHistory):
     """``FileHistory`` in a 0600 file that never stores a line carrying a secret.
 
-    A line that starts with a space is not stored either (as with bash's ignorespace).
+    A line that starts with a space is not stored either (as with bash's ignorespace). A file
+    that cannot be read or written (read-only folder, a folder in its place, a symbolic link,
+    a full disk) gives one warning; the session then keeps its history in memory only.
     """
 
     def __init__(self, path: Path, shell: Shell) -> None:
-        ensure_private_dir(path.parent)
-        open_private(path, "a").close()
         super().__init__(str(path))
+        self.path = path
         self.shell = shell
+        self.failed = False
+        try:
+            ensure_private_dir(path.parent)
+            open_private(path, "a").close()
+        except OSError as exc:
+            self._give_up(exc)
+
+    def _give_up(self, exc: OSError) -> None:
+        if self.failed:
+            return
+        self.failed = True
+        why = exc.strerror or type(exc).__name__
+        self.shell.notice(
+            f"history file {self.path}: {why}; history is kept in memory for this session",
+            level="warn",
+        )
+
+    def load_history_strings(self) -> Iterable[str]:
+        if self.failed:
+            return []
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0))
+            with os.fdopen(fd, "rb") as fh:
+                # Only a regular file: a link to /dev/zero or a FIFO would never end.
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    raise OSError(errno.EINVAL, "not a regular file")
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                exc = OSError(errno.ELOOP, "is a symbolic link (not followed)")
+            self._give_up(exc)
+            return []
+        return _parse_history(data.decode("utf-8", errors="replace"))
 
     def store_string(self, string: str) -> None:
-        if string.startswith(" ") or _carries_secret(string, self.shell):
+        if self.failed or string.startswith(" ") or _carries_secret(string, self.shell):
             return
-        super().store_string(string)
+        # FileHistory's format ("# time" then "+line" per line), written without following a
+        # symbolic link planted at the path and without touching the file's mode.
+        text = string.encode("utf-8", errors="replace").decode("utf-8")  # lone surrogates
+        lines = "".join(f"+{line}\n" for line in text.split("\n"))
+        try:
+            with open_private(self.path, "a", tighten_existing=False) as fh:
+                fh.write(f"\n# {datetime.datetime.now()}\n{lines}")
+        except OSError as exc:
+            self._give_up(exc)
+
+
+def _parse_history(text: str) -> list[str]:
+    """FileHistory's format, newest first: entries of "+"-prefixed lines between comments."""
+    entries: list[str] = []
+    lines: list[str] = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("+"):
+            lines.append(line[1:])
+        elif lines:
+            entries.append("".join(lines)[:-1])
+            lines = []
+    if lines:
+        entries.append("".join(lines)[:-1])
+    entries.reverse()
+    return entries
 
 
 def _carries_secret(line: str, shell: Shell) -> bool:

@@ -14,8 +14,10 @@ it is written, so a shell that is killed loses nothing it had already received.
 
 The default file is per shell run: ``<data dir>/transcripts/<time>-<org>-<head>-<pid>.jsonl``
 (mode 0600 in a 0700 folder). A disconnect is one more line (``direction: "meta"``,
-``event: "disconnect"``), so a replay can cut a turn where the original was cut. While
-logging is off, no ``on_frame`` hook is registered at
+``event: "disconnect"``), so a replay can cut a turn where the original was cut.
+``/log on PATH`` appends to an existing regular file and leaves its mode alone;
+``/log export md PATH`` refuses an existing file unless ``--force``. Neither follows a
+symbolic link. While logging is off, no ``on_frame`` hook is registered at
 all: the recorder is added to the plugin manager by ``/log on`` and removed by ``/log off``.
 """
 
@@ -38,7 +40,7 @@ from unith_shell.protocol import redact
 from unith_shell.recordings.format import disconnect_record, header_record
 from unith_shell.sanitize import json_line, sanitize_block
 
-USAGE = "usage: /log on [PATH] | off | show [N] | path | export md PATH"
+USAGE = "usage: /log on [PATH] | off | show [N] | path | export md [--force] PATH"
 RECORDER = "log-recorder"
 
 
@@ -136,8 +138,13 @@ def _safe(text: str) -> str:
 def start(ctx: Context, path_arg: str) -> None:
     state = state_of(ctx)
     path = Path(path_arg).expanduser() if path_arg else default_path(ctx, state)
+    # An existing file is appended to (JSON Lines stay valid) with its mode unchanged; a
+    # symbolic link or anything but a regular file is refused (open_private).
+    existed = os.path.lexists(path)
     record_to(ctx.shell, path)
-    ctx.print(f"logging every frame to {path}")
+    ctx.print(
+        f"logging every frame to {path}" + (" (appending to the existing file)" if existed else "")
+    )
 
 
 def record_to(shell: Any, path: Path) -> Recorder:
@@ -150,7 +157,7 @@ def record_to(shell: Any, path: Path) -> Recorder:
     if state.recorder is not None:
         raise CommandError(f"already logging to {state.recorder.path}; /log off first")
     try:
-        file = open_private(path, "a")
+        file = open_private(path, "a", tighten_existing=False)
     except OSError as exc:
         raise CommandError(f"cannot open {path}: {exc.strerror or exc}") from None
     recorder = Recorder(path, file, scrub=shell.scrub)
@@ -285,15 +292,26 @@ def to_markdown(records: list[dict[str, Any]], title: str) -> str:
 
 
 def export(ctx: Context, arg: str) -> None:
+    """``export md [--force] PATH``: a new file (0600); an existing one only with ``--force``.
+
+    With ``--force`` an existing regular file is rewritten in place and keeps its mode; a
+    symbolic link is never followed.
+    """
     fmt, _, dest = arg.partition(" ")
-    if fmt != "md" or not dest.strip():
-        raise CommandError("usage: /log export md PATH")
+    dest = dest.strip()
+    force = dest.startswith("--force ")
+    if force:
+        dest = dest[len("--force ") :].strip()
+    if fmt != "md" or not dest or dest == "--force":
+        raise CommandError("usage: /log export md [--force] PATH")
     source = _current(ctx)
-    target = Path(dest.strip()).expanduser()
+    target = Path(dest).expanduser()
     text = to_markdown(read_records(source), f"unith-shell transcript {source.stem}")
     try:
-        with open_private(target, "w") as fh:
+        with open_private(target, "w" if force else "x", tighten_existing=False) as fh:
             fh.write(text)
+    except FileExistsError:
+        raise CommandError(f"{target} exists; /log export md --force PATH replaces it") from None
     except OSError as exc:
         raise CommandError(f"cannot write {target}: {exc.strerror or exc}") from None
     ctx.print(f"exported {source} to {target}")
@@ -318,7 +336,7 @@ def log_command(ctx: Context, arg: str) -> None:
 
 
 def _complete(ctx: Context, text: str) -> list[str]:
-    return ["on", "off", "show", "path", "export", "md"]
+    return ["on", "off", "show", "path", "export", "md", "--force"]
 
 
 @hookimpl
@@ -327,7 +345,7 @@ def register_commands(register: Any) -> None:
         "log",
         log_command,
         help="Transcript of every frame (JSON Lines, secrets redacted); export to Markdown",
-        usage="on [PATH] | off | show [N] | path | export md PATH",
+        usage="on [PATH] | off | show [N] | path | export md [--force] PATH",
         complete=_complete,
     )
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from .config import ServerConfig
 from .faults import make_fault
+from .guard import ConnectionGuard, GuardedSockSite, guard_middleware
 from .jwt import TokenSigner
 from .recorded import load_recorded_heads
 from .rest import add_routes, json_errors
@@ -19,8 +20,9 @@ from .state import HTTP_FAULT_ROUTES, STATE, ServerState
 from .switch import switch_handler
 
 
-def build_app(state: ServerState) -> web.Application:
-    app = web.Application(middlewares=[json_errors])
+def build_app(state: ServerState, guard: ConnectionGuard | None = None) -> web.Application:
+    middlewares = [json_errors] if guard is None else [guard_middleware(guard), json_errors]
+    app = web.Application(middlewares=middlewares)
     app[STATE] = state
     add_routes(app)
     app.router.add_get("/api/v2/switch/{org}/{head}", switch_handler)
@@ -43,6 +45,9 @@ class LocalServer:
                 self.config.recordings, self.config.recording_match
             )
         self._runner: web.AppRunner | None = None
+        self._guard = ConnectionGuard(
+            self.config.max_connections, self.config.header_timeout, self._state.notify
+        )
         self.base_url = ""
         self.port = 0
 
@@ -50,8 +55,9 @@ class LocalServer:
 
     @property
     def received(self) -> list[dict[str, Any]]:
-        """Every JSON object any client sent on any switch socket, handshakes included."""
-        return self._state.received
+        """The JSON objects clients sent on switch sockets, handshakes included, oldest
+        first: the last ``config.received_limit`` of them (a copy)."""
+        return list(self._state.received)
 
     @property
     def connections(self) -> int:
@@ -67,6 +73,11 @@ class LocalServer:
     def recorded_heads(self) -> list[str]:
         """The ``recorded/<name>`` heads served from ``config.recordings``."""
         return sorted(self._state.recorded)
+
+    @property
+    def open_tcp_connections(self) -> int:
+        """TCP connections open right now (HTTP and WebSocket), refused ones not counted."""
+        return len(self._guard.open)
 
     @property
     def logins(self) -> int:
@@ -125,11 +136,15 @@ class LocalServer:
         sock = socket.create_server((host, port), family=family)
         sock.setblocking(False)
         runner = web.AppRunner(
-            build_app(self._state), access_log=None, handle_signals=False, shutdown_timeout=1.0
+            build_app(self._state, self._guard),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            keepalive_timeout=self.config.keepalive_timeout,
         )
         try:
             await runner.setup()
-            await web.SockSite(runner, sock).start()
+            await GuardedSockSite(runner, sock, self._guard).start()
         except BaseException:
             sock.close()
             await runner.cleanup()

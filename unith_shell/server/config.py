@@ -25,6 +25,10 @@ class ServerConfig:
     join_event: bool = True  # send {"event": "join", "granted": true} before the greeting [I]
     max_msg_size: int = MIB  # largest client frame accepted; larger ones close with 1009
     handshake_timeout: float = 30.0  # close a socket whose first frame never comes
+    header_timeout: float = 10.0  # close a connection whose first request is not read by then
+    keepalive_timeout: float = 15.0  # close an idle keep-alive HTTP connection after this
+    max_connections: int = 256  # open TCP connections; one more gets a 503 and is closed
+    received_limit: int = 1000  # client frames kept for tests in LocalServer.received
     close_timeout: float = 1.0  # how long a close waits for the client's close frame
     idle_video_size: int = 200_000  # bytes of the generated idle "mp4"
     reply_video_size: int = 32_000  # bytes of each generated reply "mp4"

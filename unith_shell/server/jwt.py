@@ -66,7 +66,9 @@ class TokenSigner:
 
     def verify(self, token: object, now: float | None = None) -> dict[str, Any]:
         """Return the payload of a valid, unexpired token, or raise :class:`InvalidToken`."""
-        if not isinstance(token, str) or token.count(".") != 2:
+        # A JWT is base64url and dots: anything else (non-ASCII included) is not one, and
+        # must not reach the ASCII encoding of the signature check.
+        if not isinstance(token, str) or not token.isascii() or token.count(".") != 2:
             raise InvalidToken("not a JWT")
         header_b64, payload_b64, signature = token.split(".")
         expected = self._sign(f"{header_b64}.{payload_b64}")

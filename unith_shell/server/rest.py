@@ -7,12 +7,14 @@ import uuid
 from http import HTTPStatus
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from .heads import HEADS, Head
 from .media import CONTENT_TYPE, fake_mp4
 from .state import STATE, ServerState
 
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 PASSWORD = "Password1"  # the fixed password of the anonymous login [C-PY, C-V2]
 _REPLY_VIDEO = re.compile(r"reply-(\d{1,12})\.mp4")
 
@@ -48,7 +50,15 @@ async def token(request: web.Request) -> web.Response:
     if (forced := forced_status(state, "token")) is not None:
         return forced
     # post() parses both encodings clients use: urlencoded (PY) and multipart (V1, V2).
-    form = await request.post()
+    if request.body_exists and request.content_type not in FORM_TYPES:
+        return detail(400, f"expected a form body ({' or '.join(sorted(FORM_TYPES))})")
+    try:
+        form = await request.post()
+    except web.HTTPException:
+        raise  # 413 for a body over the size limit, answered by json_errors
+    except (ValueError, LookupError, AssertionError, HttpProcessingError) as exc:
+        # A broken multipart body, a bad charset, undecodable bytes: the client's fault.
+        return detail(400, f"malformed form body ({type(exc).__name__})")
     fields = {name: form.get(name) for name in ("username", "password")}
     missing = [name for name, value in fields.items() if not isinstance(value, str)]
     if missing:

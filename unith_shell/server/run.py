@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import signal
 import sys
 from collections.abc import Callable
@@ -13,6 +14,18 @@ from unith_shell.sanitize import sanitize
 
 from .app import LocalServer
 from .config import ServerConfig
+from .rest import PASSWORD
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``): only this machine reaches it."""
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def serve_forever(
@@ -35,6 +48,16 @@ def serve_forever(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         async with LocalServer(settings) as server:
+            if not is_loopback(host):  # said once listening: a failed bind is one line only
+                print(
+                    sanitize(
+                        f"unith local server: warning: listening on {host}, reachable from "
+                        f"other machines; the demo password ({PASSWORD}) is public, so anyone "
+                        "who can reach this port can log in"
+                    ),
+                    file=sys.stderr,
+                    flush=True,
+                )
             for problem in server.recording_problems:  # --recordings DIR: files not served
                 print(sanitize(f"unith local server: not serving {problem}"), file=sys.stderr)
             print_url(sanitize(f"unith local server on {server.base_url}"))

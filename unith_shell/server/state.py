@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,9 @@ class ServerState:
     config: ServerConfig
     signer: TokenSigner
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    received: list[dict[str, Any]] = field(default_factory=list)
+    #: The last ``config.received_limit`` client frames: a bounded window, so a long run
+    #: does not keep every frame forever (set in ``__post_init__``).
+    received: deque[dict[str, Any]] = field(default_factory=deque)
     connections: int = 0
     logins: int = 0
     fault: FaultSpec | None = None
@@ -37,6 +40,9 @@ class ServerState:
     #: ``recorded/<name>`` heads by key (server/recorded.py), loaded from config.recordings.
     recorded: dict[str, RecordedHead] = field(default_factory=dict)
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.received = deque(maxlen=max(1, self.config.received_limit))
 
     def find_head(self, org: str, head_id: str) -> Head | None:
         """A built-in head, or a recording served as one."""
