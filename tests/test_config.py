@@ -369,9 +369,7 @@ def test_readable_file_without_secrets_does_not_warn(cfg: Path) -> None:
 
 def test_unith_shell_home_moves_everything(tmp_path: Path) -> None:
     p = paths({"UNITH_SHELL_HOME": str(tmp_path)})
-    assert p == Paths(
-        tmp_path / "config", tmp_path / "data", tmp_path / "state", tmp_path / "cache"
-    )
+    assert p == Paths(tmp_path / "config", tmp_path / "data", tmp_path / "state")
     assert p.config_file == tmp_path / "config" / "config.toml"
     assert p.history_file == tmp_path / "state" / "history"
     assert p.plugins_dir == tmp_path / "config" / "plugins"
@@ -380,7 +378,7 @@ def test_unith_shell_home_moves_everything(tmp_path: Path) -> None:
 
 def test_platform_dirs_without_home(tmp_path: Path) -> None:
     p = paths({"UNITH_SHELL_HOME": ""})
-    for folder in (p.config_dir, p.data_dir, p.state_dir, p.cache_dir):
+    for folder in (p.config_dir, p.data_dir, p.state_dir):
         assert "unith-shell" in folder.parts
         assert not folder.is_relative_to(tmp_path)
 

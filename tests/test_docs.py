@@ -12,10 +12,10 @@ import re
 import pytest
 
 from tests.conftest import REPO
-from unith_shell import config as config_module
 from unith_shell import hookspecs
-from unith_shell.config import Settings
+from unith_shell import settings as settings_module
 from unith_shell.plugins import BUNDLED, HOOK_NAMES
+from unith_shell.settings import Settings
 
 DOC = (REPO / "docs" / "plugins.md").read_text(encoding="utf-8")
 HEADINGS = re.findall(r"^### `(\w+)`$", DOC, flags=re.MULTILINE)
@@ -140,11 +140,57 @@ def test_importing_the_public_names_stays_light() -> None:
 CONFIG_DOC = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
 
 
+SETTINGS_ROWS = {
+    m.group(1): [cell.strip() for cell in m.group(2).split("|", 3)]
+    for m in re.finditer(r"^\| `(\w+)` \| (.*) \|$", CONFIG_DOC.split("## Settings", 1)[1], re.M)
+}
+
+
+def _documented_type(name: str) -> str:
+    """The "type, default" cell docs/configuration.md must show for ``name``."""
+    hint = settings_module.FIELD_TYPES[name]
+    if hint == list[str]:
+        return "list of str"
+    kind = "str" if hint == str | None else hint.__name__
+    default = settings_module.default_of(name)
+    if default is None:
+        shown = "none"
+    elif isinstance(default, bool):
+        shown = str(default).lower()
+    elif isinstance(default, float):
+        shown = f"{default:g}"
+    elif default == "":
+        shown = "empty"
+    elif isinstance(default, str):
+        shown = f"`{default}`"
+    else:
+        shown = str(default)
+    return f"{kind}, {shown}"
+
+
 @pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(Settings)])
-def test_every_setting_has_a_row_in_the_configuration_doc(name: str) -> None:
-    assert f"\n| `{name}` |" in CONFIG_DOC, f"docs/configuration.md has no row for {name}"
+def test_every_setting_has_a_row_derived_from_its_metadata(name: str) -> None:
+    """Type, default, flags and environment variable in the doc are the code's (settings.py)."""
+    assert name in SETTINGS_ROWS, f"docs/configuration.md has no row for {name}"
+    kind, flags, env, meaning = SETTINGS_ROWS[name]
+    info = settings_module.meta(name)
+    assert kind == _documented_type(name)
+    assert flags == ", ".join(f"`{flag}`" for flag in info.flags)
+    assert env == (f"`{info.env}`" if info.env else "")
+    assert meaning
 
 
-@pytest.mark.parametrize("variable", sorted(config_module._ENV_VARS))
+def test_no_row_for_a_setting_that_does_not_exist() -> None:
+    assert sorted(SETTINGS_ROWS) == sorted(f.name for f in dataclasses.fields(Settings))
+
+
+@pytest.mark.parametrize(
+    "variable", sorted([*settings_module.env_vars(), *settings_module.OTHER_ENV_VARS])
+)
 def test_every_environment_variable_is_in_the_configuration_doc(variable: str) -> None:
     assert f"`{variable}`" in CONFIG_DOC
+
+
+def test_no_environment_variable_is_documented_that_the_code_does_not_read() -> None:
+    known = {*settings_module.env_vars(), *settings_module.OTHER_ENV_VARS}
+    assert set(re.findall(r"`(UNITH_\w+)", CONFIG_DOC)) <= known

@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-    from unith_shell.config import LoadResult, Settings
+    from unith_shell.config_file import LoadResult
+    from unith_shell.settings import Settings
 
 EXIT_USAGE = 2
-EXIT_CONNECT = 3
 
 
 def _parser(**kwargs: Any) -> argparse.ArgumentParser:
@@ -38,6 +38,27 @@ def _parser(**kwargs: Any) -> argparse.ArgumentParser:
     return Parser(**kwargs)
 
 
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting whose metadata names one (unith_shell.settings): its type, help
+    and placeholder come from there. A flag not given leaves its setting to the other layers
+    (default None), so only what the user typed reaches ``load_settings``."""
+    from unith_shell.settings import FIELD_TYPES, flag_fields, meta
+
+    for name in flag_fields():
+        info = meta(name)
+        hint = FIELD_TYPES[name]
+        kwargs: dict[str, Any] = {"dest": name, "help": info.help, "default": None}
+        if info.metavar is not None:
+            kwargs["metavar"] = info.metavar
+        if hint is bool:
+            kwargs["action"] = "store_false" if info.negated else "store_true"
+        elif hint == list[str]:
+            kwargs["action"] = "append"
+        elif hint in (int, float):
+            kwargs["type"] = hint
+        parser.add_argument(*info.flags, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _parser(
         prog="unith-shell",
@@ -51,46 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
             "each input line is a message and replies go to stdout."
         ),
     )
-    add = parser.add_argument
-    add("--version", action="version", version=f"unith-shell {__version__}")
-    add(
-        "--local",
-        action="store_true",
-        default=None,
-        help="start the built-in local Unith server and talk to it (works offline)",
-    )
-    add("--base-url", metavar="URL", help="REST base URL (default: Unith's chat-origin host)")
-    add("--org", help="organisation id (default: unith)")
-    add("--head", help="head id (default: aiko)")
-    add(
-        "--api-key",
-        metavar="KEY",
-        help="the organisation's public api key (prefer UNITH_API_KEY or the config file)",
-    )
-    add("--profile", metavar="NAME", help="use [profiles.NAME] from the config file")
-    add("--timeout", type=float, metavar="SECONDS", help="per-frame / per-turn timeout (30)")
-    add(
-        "--max-parts",
-        type=int,
-        metavar="N",
-        help="most parts accepted in one reply, and the highest part_order + 1 (10000)",
-    )
-    add("--text-only", action="store_true", default=None, help="ask for text-only replies")
-    add(
-        "--json",
-        action="store_true",
-        default=None,
-        help="pipe mode: print one JSON object per event",
-    )
-    add(
-        "-m",
-        "--message",
-        action="append",
-        dest="messages",
-        metavar="TEXT",
-        help="send TEXT (repeatable), print the replies and exit",
-    )
-    add(
+    parser.add_argument("--version", action="version", version=f"unith-shell {__version__}")
+    add_setting_flags(parser)
+    parser.add_argument(
         "--record",
         metavar="FILE",
         help="-m and pipe mode: record every frame to FILE (see docs/recordings.md)",
@@ -98,35 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
     from unith_shell.recordings import add_served_options
 
     add_served_options(parser)  # --recordings, --speed, --match (with --local)
-    add("--prompt", help="prompt template; {head}, {org}, {alias} (default '{head}> ')")
-    add(
-        "--no-history",
-        action="store_false",
-        dest="history",
-        default=None,
-        help="do not read or write the history file",
-    )
-    add("--no-plugins", action="store_true", default=None, help="load bundled plugins only")
-    add(
-        "--plugin",
-        action="append",
-        dest="plugins",
-        metavar="MODULE_OR_PATH",
-        help="load a plugin module or .py file (repeatable)",
-    )
-    add(
-        "--plugins-dir",
-        action="append",
-        dest="plugins_dirs",
-        metavar="DIR",
-        help="also load every *.py in DIR (repeatable)",
-    )
-    add(
-        "--insecure",
-        action="store_true",
-        default=None,
-        help="do not verify TLS certificates (prints a warning)",
-    )
     return parser
 
 
@@ -187,19 +142,14 @@ def build_serve_parser() -> argparse.ArgumentParser:
     return parser
 
 
-FLAG_FIELDS = (
-    "local", "base_url", "org", "head", "api_key", "profile", "timeout", "text_only", "json",
-    "messages", "prompt", "history", "no_plugins", "plugins", "plugins_dirs", "insecure",
-    "max_parts",
-)  # fmt: skip
-
-
 def resolve(argv: Sequence[str], env: dict[str, str]) -> tuple[argparse.Namespace, LoadResult]:
     """Parse flags (``--help`` and usage errors exit here), then load the settings."""
     args = build_parser().parse_args(argv)
-    from unith_shell.config import load_settings, paths
+    from unith_shell.config_file import load_settings
+    from unith_shell.files import paths
+    from unith_shell.settings import flag_fields
 
-    flags = {name: getattr(args, name) for name in FLAG_FIELDS}
+    flags = {name: getattr(args, name) for name in flag_fields()}
     return args, load_settings(flags, env=env, config_file=paths(env).config_file)
 
 
@@ -225,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args, loaded = resolve(argv, env)
     except Exception as exc:
-        from unith_shell.config import ConfigError
+        from unith_shell.settings import ConfigError
 
         if not isinstance(exc, ConfigError):
             raise
@@ -313,7 +263,7 @@ def _gate_stderr() -> None:
 def _run(
     settings: Settings, env: dict[str, str], interactive: bool, args: argparse.Namespace
 ) -> int:
-    from unith_shell.config import paths
+    from unith_shell.files import paths
 
     _gate_stderr()
 
@@ -396,7 +346,9 @@ def list_plugins(argv: Sequence[str], env: dict[str, str]) -> int:
     parser = _parser(prog="unith-shell plugins", description="List the plugins unith-shell loads.")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
-    from unith_shell.config import ConfigError, load_settings, paths
+    from unith_shell.config_file import load_settings
+    from unith_shell.files import paths
+    from unith_shell.settings import ConfigError
 
     try:
         loaded = load_settings({}, env=env, config_file=paths(env).config_file)

@@ -29,31 +29,8 @@ from unith_shell.protocol import (
 )
 from unith_shell.render import HumanView, Style, View, escape_text
 from unith_shell.sanitize import sanitize
-from unith_shell.session import Session, SessionListener, SessionOptions, State
-
-
-def session_options(settings: Settings) -> SessionOptions:
-    return SessionOptions(
-        base_url=settings.base_url,
-        org=settings.org,
-        head=settings.head,
-        api_key=settings.api_key,
-        username=settings.username,
-        password=settings.password,
-        text_only=settings.text_only,
-        data_tag=settings.data_tag,
-        timeout=settings.timeout,
-        connect_timeout=settings.connect_timeout,
-        rest_timeout=settings.rest_timeout,
-        keep_alive=settings.keep_alive,
-        reconnect_initial=settings.reconnect_initial,
-        reconnect_max=settings.reconnect_max,
-        max_frame_size=settings.max_frame_size,
-        max_parts=settings.max_parts,
-        max_body_size=settings.max_body_size,
-        handshake_timeout=settings.handshake_timeout,
-        insecure=settings.insecure,
-    )
+from unith_shell.session import Session, SessionListener, State
+from unith_shell.settings import session_options
 
 
 def color_enabled(stream: Any, env: Mapping[str, str]) -> bool:
