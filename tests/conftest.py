@@ -1,41 +1,35 @@
-"""Shared fixtures: an isolated home, the real local server on a free loopback port."""
+"""Shared fixtures: an isolated home, the real local server on a free loopback port, shells.
+
+Helpers that test modules import live in tests/support.py, not here.
+"""
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.plugin_fixtures._harness import Harness, start_shell
+from tests.support import SHELL_ENV_VARS, Harness, Make, start_shell
 from unith_shell.server import LocalServer, ServerConfig
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
 def shell_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Every test gets its own UNITH_SHELL_HOME; entry-point plugins are off unless asked."""
+    """Every test gets its own UNITH_SHELL_HOME; entry-point plugins are off unless asked;
+    no other variable the shell reads (settings.py's metadata lists them) leaks in."""
+    for name in SHELL_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
     home = tmp_path / "home"
     monkeypatch.setenv("UNITH_SHELL_HOME", str(home))
     monkeypatch.setenv("UNITH_SHELL_PLUGINS", "")
-    for name in ("UNITH_BASE_URL", "UNITH_ORG", "UNITH_HEAD", "UNITH_API_KEY", "UNITH_USERNAME",
-                 "UNITH_PASSWORD", "UNITH_SHELL_PROFILE", "UNITH_SHELL_STRICT_PLUGINS",
-                 "UNITH_SHELL_TRACE_PLUGINS", "UNITH_SHELL_TIMEOUT", "UNITH_SHELL_MAX_PARTS",
-                 "NO_COLOR"):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
     yield home
-
-
-Make = Callable[..., Awaitable[Harness]]
 
 
 @pytest.fixture
 async def make(server: LocalServer) -> AsyncIterator[Make]:
-    """Start real shells against ``server`` (see plugin_fixtures/_harness.py); stop them after."""
+    """Start real shells against ``server`` (tests.support.start_shell); stop them after."""
     made: list[Harness] = []
 
     async def factory(**kwargs: Any) -> Harness:
@@ -53,22 +47,3 @@ async def server() -> AsyncIterator[LocalServer]:
     """The real local Unith server, in-process, on 127.0.0.1 and a free port."""
     async with LocalServer(ServerConfig(port=0)) as srv:
         yield srv
-
-
-def cli_env(home: Path, **extra: str) -> dict[str, str]:
-    """Environment for running the real ``unith-shell`` in a subprocess."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UNITH")}
-    env.update(
-        UNITH_SHELL_HOME=str(home),
-        UNITH_SHELL_PLUGINS="",
-        PROMPT_TOOLKIT_NO_CPR="1",
-        TERM="xterm",
-        COLUMNS="100",
-        LINES="30",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
-
-
-UNITH_SHELL = [sys.executable, "-m", "unith_shell"]

@@ -14,8 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import UNITH_SHELL, Make, cli_env
-from tests.plugin_fixtures._harness import fixture
+from tests.support import UNITH_SHELL, Make, cli_env, fixture
 from unith_shell.builtins import head as head_mod
 from unith_shell.builtins import video as video_mod
 from unith_shell.commands import Context

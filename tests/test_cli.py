@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import UNITH_SHELL, cli_env
+from tests.support import UNITH_SHELL, cli_env
 from unith_shell import __version__
 
 HEAVY = ("prompt_toolkit", "websockets", "httpx", "aiohttp")

@@ -449,3 +449,75 @@ def test_a_mistyped_profiles_table_suggests_profiles(tmp_path: Path) -> None:
     config.write_text('[profile.work]\norg = "x"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"unknown key 'profile' \(did you mean 'profiles'\?\)"):
         load_settings({}, env={}, config_file=config)
+
+
+# --------------------------------------------------------------------------- one source
+
+
+def test_gap_grace_is_set_from_the_config_file_and_reaches_the_session(cfg: Path) -> None:
+    from unith_shell.settings import session_options
+
+    write(cfg, "gap_grace = 2.5\n")
+    settings = load_settings(env={}, config_file=cfg).settings
+    assert settings.gap_grace == 2.5
+    assert session_options(settings).gap_grace == 2.5
+
+
+def test_every_session_option_is_a_setting_with_the_same_default() -> None:
+    import dataclasses
+
+    from unith_shell.session import SessionOptions
+    from unith_shell.settings import default_of, session_options
+
+    settings_fields = {f.name for f in dataclasses.fields(Settings)}
+    for option in dataclasses.fields(SessionOptions):
+        assert option.name in settings_fields, f"SessionOptions.{option.name} is not a setting"
+        if option.default is not dataclasses.MISSING:
+            assert option.default == default_of(option.name), option.name
+    # Every option is copied, none left at its own default.
+    changed = Settings(
+        base_url="http://127.0.0.1:1",
+        org="o",
+        head="h",
+        timeout=7.0,
+        gap_grace=3.0,
+        max_parts=5,
+        insecure=True,
+        api_key="k",
+    )
+    options = session_options(changed)
+    for option in dataclasses.fields(SessionOptions):
+        assert getattr(options, option.name) == getattr(changed, option.name)
+
+
+def test_every_flag_in_the_metadata_is_parsed_into_its_setting() -> None:
+    from unith_shell.cli import build_parser
+    from unith_shell.settings import FIELD_TYPES, flag_fields, meta
+
+    parser = build_parser()
+    for name in flag_fields():
+        flag, hint = meta(name).flags[-1], FIELD_TYPES[name]
+        if hint is bool:
+            argv, expected = [flag], not meta(name).negated
+        elif hint == list[str]:
+            argv, expected = [flag, "a", flag, "b"], ["a", "b"]
+        else:
+            value = {int: "7", float: "2.5"}.get(hint, "word")
+            argv, expected = [flag, value], hint(value) if hint in (int, float) else value
+        assert getattr(parser.parse_args(argv), name) == expected, flag
+        assert getattr(parser.parse_args([]), name) is None, f"{flag} must not default"
+
+
+def test_every_environment_variable_in_the_metadata_sets_its_setting(cfg: Path) -> None:
+    from unith_shell.settings import FIELD_TYPES, env_vars
+
+    for var, name in env_vars().items():
+        hint = FIELD_TYPES[name]
+        if name == "profile":
+            write(cfg, "[profiles.p]\n")
+            raw, expected = "p", "p"
+        else:
+            raw = {bool: "1", int: "7", float: "2.5"}.get(hint, "word")
+            expected = {bool: True, int: 7, float: 2.5}.get(hint, "word")
+        settings = load_settings(env={var: raw}, config_file=cfg).settings
+        assert getattr(settings, name) == expected, var

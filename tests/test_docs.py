@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support import REPO
 from unith_shell import hookspecs
 from unith_shell import settings as settings_module
 from unith_shell.plugins import BUNDLED, HOOK_NAMES

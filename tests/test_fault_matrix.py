@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.test_session import free_port, wait_for
+from tests.support import free_port, new_shell, wait_for
 from unith_shell import api
-from unith_shell.config import Settings, paths
+from unith_shell.config import Settings
 from unith_shell.protocol import Turn
 from unith_shell.server import LocalServer, ServerConfig
 from unith_shell.session import State
@@ -43,7 +43,7 @@ async def make_shell(base_url: str, tmp_path: Path, **overrides: Any) -> tuple[S
     for key, value in overrides.items():
         setattr(settings, key, value)
     env = {"UNITH_SHELL_HOME": str(tmp_path / "home"), "UNITH_SHELL_PLUGINS": "", "NO_COLOR": "1"}
-    shell = Shell(settings, paths(env), env=env, write=screen.write)
+    shell = new_shell(settings, env=env, write=screen.write)
     shell.load_plugins()
     await shell.start_plugins()
     return shell, screen

@@ -20,9 +20,7 @@ import pexpect
 import pytest
 from aiohttp import web
 
-from tests.conftest import UNITH_SHELL, Make, cli_env
-from tests.plugin_fixtures._harness import Harness, start_shell
-from tests.test_terminal import quit_with_ctrl_d, spawn
+from tests.support import UNITH_SHELL, Harness, Make, cli_env, quit_with_ctrl_d, spawn, start_shell
 from unith_shell.config import ensure_private_dir
 
 pytestmark = pytest.mark.timeout(60)

@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import UNITH_SHELL, cli_env
 from tests.hostile_network import HostileServer
-from tests.test_session import Recorder, wait_for
+from tests.support import UNITH_SHELL, Recorder, cli_env, wait_for
 from unith_shell import api
 from unith_shell.api import APITimeout, BadResponse, DownloadError, RedirectRefused, UnithAPI
 from unith_shell.protocol import ServerEvent, Turn

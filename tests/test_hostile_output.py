@@ -18,7 +18,6 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.conftest import UNITH_SHELL, cli_env
 from tests.hostile_server import (
     BAD_LOGIN,
     CLEAR,
@@ -32,6 +31,7 @@ from tests.hostile_server import (
     hostile_reason,
     serve_in_thread,
 )
+from tests.support import UNITH_SHELL, cli_env
 from unith_shell.pipe import JsonView, PlainView
 from unith_shell.render import HumanView, Style
 from unith_shell.sanitize import sanitize

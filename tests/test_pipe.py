@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import UNITH_SHELL, cli_env
+from tests.support import UNITH_SHELL, cli_env
 from unith_shell.config import Settings, paths
 from unith_shell.pipe import run_pipe
 from unith_shell.server import LocalServer
@@ -282,7 +282,7 @@ def test_a_failed_message_gets_one_error_line_and_no_repl_hints(shell_home: Path
 
 
 def test_a_dead_server_fails_the_remaining_lines_fast_with_exit_3(shell_home: Path) -> None:
-    from tests.test_resilience import start_server
+    from tests.support import start_server
 
     port = closed_port()
     server = start_server(port)

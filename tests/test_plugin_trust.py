@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import UNITH_SHELL, Make, cli_env
+from tests.support import UNITH_SHELL, Make, cli_env
 from unith_shell.config import ConfigError, load_settings
 from unith_shell.plugins import PluginError, Plugins
 

@@ -21,8 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, UNITH_SHELL, Make, cli_env
-from tests.plugin_fixtures._harness import Harness, fixture
+from tests.support import REPO, UNITH_SHELL, Harness, Make, cli_env, fixture
 from unith_shell import hookimpl
 from unith_shell.plugins import BUNDLED, PluginError
 from unith_shell.protocol import ResponsePart, Turn, UserMessage

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import UNITH_SHELL, Make, cli_env
+from tests.support import UNITH_SHELL, Make, cli_env
 from unith_shell.config import Settings, paths
 from unith_shell.pipe import run_pipe
 from unith_shell.recordings.diff import DiffOptions, compare, painter, word_diff

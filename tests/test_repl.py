@@ -19,7 +19,8 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from unith_shell.config import Settings, paths
+from tests.support import new_shell
+from unith_shell.config import Settings
 from unith_shell.repl import ShellCompleter, run_repl
 from unith_shell.server import LocalServer
 from unith_shell.shell import Shell
@@ -55,7 +56,7 @@ def make_shell(server: LocalServer, **overrides: Any) -> tuple[Shell, list[str]]
     settings = Settings(base_url=server.base_url, timeout=5.0, connect_timeout=5.0, **overrides)
     lines: list[str] = []
     env = {**os.environ, "NO_COLOR": "1"}
-    return Shell(settings, paths(), env=env, write=lines.append), lines
+    return new_shell(settings, env=env, write=lines.append), lines
 
 
 class Repl:
@@ -466,7 +467,7 @@ def completer(tmp_path: Path) -> ShellCompleter:
     plugin = tmp_path / "weather_plugin.py"
     plugin.write_text(WEATHER_PLUGIN)
     settings = Settings(base_url="http://127.0.0.1:9", plugins=[str(plugin)])
-    shell = Shell(settings, paths(), write=lambda text: None)
+    shell = new_shell(settings, write=lambda text: None)
     shell.load_plugins()
     assert "weather" in shell.registry.names()
     return ShellCompleter(shell)

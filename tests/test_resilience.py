@@ -15,8 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import UNITH_SHELL, cli_env
-from tests.test_session import Recorder, free_port, wait_for
+from tests.support import UNITH_SHELL, Recorder, cli_env, free_port, start_server, wait_for
 from unith_shell import api
 from unith_shell.protocol import Echo
 from unith_shell.server import LocalServer
@@ -133,19 +132,6 @@ def invalid_before(frames: list[str | bytes], parts: int) -> int:
 
 
 # ---- a real server process, killed and restarted ---------------------------------------------
-
-
-def start_server(port: int) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [*UNITH_SHELL, "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert f":{port}" in line, line + (proc.stderr.read() if proc.stderr else "")
-    return proc
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.conftest import REPO, UNITH_SHELL, cli_env
+from tests.support import REPO, UNITH_SHELL, cli_env
 
 MENU = REPO / "examples" / "menu.yaml"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support import REPO
 from unith_shell.config import load_settings, paths
 from unith_shell.scenario import builtin, loader
 from unith_shell.scenario.assertions import AssertionRegistry, load_registry

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support import REPO
 from unith_shell import api
 from unith_shell.config import load_settings, paths
 from unith_shell.scenario import report

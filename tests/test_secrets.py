@@ -8,7 +8,7 @@ import os
 import stat
 from pathlib import Path
 
-from tests.conftest import UNITH_SHELL, cli_env
+from tests.support import UNITH_SHELL, cli_env
 from unith_shell.server import LocalServer, ServerConfig
 
 PASSWORD = "pw-Secret-7391"

@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import UNITH_SHELL
+from tests.support import UNITH_SHELL
 from unith_shell.server import LocalServer, ServerConfig
 from unith_shell.server.jwt import InvalidToken, TokenSigner
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from tests.support import Recorder, free_port, wait_for
 from unith_shell import api
 from unith_shell.api import (
     APIConnectionError,
@@ -21,58 +21,9 @@ from unith_shell.api import (
     UnithAPI,
     jwt_payload,
 )
-from unith_shell.protocol import ProtocolError, ResponsePart, ServerEvent, Turn, UserMessage
+from unith_shell.protocol import ResponsePart, Turn, UserMessage
 from unith_shell.server import LocalServer
-from unith_shell.session import Session, SessionError, SessionListener, SessionOptions, State
-
-
-class Recorder(SessionListener):
-    """Keeps everything a session reports, for assertions."""
-
-    def __init__(self) -> None:
-        self.events: list[ServerEvent] = []
-        self.shown: list[tuple[int | None, str]] = []
-        self.completed: list[Turn] = []
-        self.errors: list[str] = []
-        self.notices: list[str] = []
-        self.frames: list[tuple[str, str | bytes]] = []
-        self.states: list[State] = []
-        self.connects = 0
-        self.disconnects: list[str] = []
-
-    async def on_state(self, session: Session) -> None:
-        if not self.states or self.states[-1] is not session.state:
-            self.states.append(session.state)
-
-    async def on_frame(self, session: Session, direction: str, data: str | bytes) -> None:
-        self.frames.append((direction, data))
-
-    async def on_event(self, session: Session, event: ServerEvent) -> None:
-        self.events.append(event)
-
-    async def on_parts(self, session: Session, turn: Turn, parts: list[ResponsePart]) -> None:
-        self.shown.extend((turn.message_id, p.text) for p in parts)
-
-    async def on_turn_complete(self, session: Session, turn: Turn) -> None:
-        self.completed.append(turn)
-
-    async def on_protocol_error(self, session: Session, error: ProtocolError) -> None:
-        self.errors.append(error.reason)
-
-    async def on_notice(self, session: Session, text: str) -> None:
-        self.notices.append(text)
-
-    async def on_connect(self, session: Session) -> None:
-        self.connects += 1
-
-    async def on_disconnect(self, session: Session, reason: str) -> None:
-        self.disconnects.append(reason)
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
+from unith_shell.session import Session, SessionError, SessionOptions, State
 
 
 def options(server: LocalServer, **kw: Any) -> SessionOptions:
@@ -110,12 +61,6 @@ async def open_session(
 
 def client_messages(server: LocalServer) -> list[dict[str, Any]]:
     return [f for f in server.received if f.get("event") in ("text", "keep_session")]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ---- REST ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.conftest import UNITH_SHELL, cli_env
+from tests.support import UNITH_SHELL, cli_env, quit_with_ctrl_d, spawn
 
 NAP_PLUGIN = """
 import asyncio
@@ -36,18 +36,6 @@ CTRL_C = "\x03"
 CTRL_D = "\x04"
 
 
-def spawn(home: Path, *args: str) -> pexpect.spawn:
-    child = pexpect.spawn(
-        UNITH_SHELL[0],
-        [*UNITH_SHELL[1:], "--local", *args],
-        env=cli_env(home),
-        dimensions=(30, 100),
-        encoding="utf-8",
-        timeout=10,
-    )
-    return child
-
-
 @pytest.fixture
 def children() -> Iterator[list[pexpect.spawn]]:
     spawned: list[pexpect.spawn] = []
@@ -55,13 +43,6 @@ def children() -> Iterator[list[pexpect.spawn]]:
     for child in spawned:
         if child.isalive():
             child.terminate(force=True)
-
-
-def quit_with_ctrl_d(child: pexpect.spawn) -> None:
-    child.send(CTRL_D)
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0, child.before
 
 
 def test_greeting_reply_and_ctrl_d_exits_0(shell_home: Path, children: list) -> None:

@@ -6,9 +6,9 @@ The server shares only :mod:`unith_shell.protocol` with the client.
 """
 
 from .app import LocalServer
+from .catalog import HEADS
 from .config import ServerConfig
 from .faults import FAULTS, make_fault
-from .heads import HEADS
 from .run import serve_forever
 
 __all__ = ["FAULTS", "HEADS", "LocalServer", "ServerConfig", "make_fault", "serve_forever"]

@@ -166,7 +166,7 @@ class LocalServer:
             for task in pending:
                 task.cancel()
             for conn in conns:
-                if not conn.ws.closed:
+                if not conn.closed:
                     conn.abort()
         await runner.cleanup()
 

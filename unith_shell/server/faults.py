@@ -24,7 +24,18 @@ CONTROL_TEXT = "Control test: \x1b[2J\x1b]0;pwned\x07 bell:\x07 nul:\x00 end"
 
 
 class Wire(Protocol):
-    """What a fault script may do to its socket."""
+    """What a fault script (or a recorded head) may do to its socket; server/switch.py's
+    ``Connection`` implements it."""
+
+    @property
+    def closed(self) -> bool:
+        """The socket is closed."""
+        ...
+
+    @property
+    def closing(self) -> bool:
+        """A close has started (or the socket is closed): send nothing more."""
+        ...
 
     async def send(self, frame: Json) -> None: ...
     async def send_raw(self, data: str) -> None: ...

@@ -1,7 +1,6 @@
-"""The heads this server knows: demo heads (org ``unith``) and fault heads (org ``faults``).
+"""A head of this server, and the demo heads (org ``unith``).
 
-``faults/<name>`` runs the fault script ``<name>`` (see :mod:`.faults`) with its default
-parameters on every connection, so a person can try each fault from the CLI.
+Every head the server knows, fault heads included, is in :mod:`.catalog`.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .faults import FAULTS
 from .personas import HeadReply, Persona, aiko, kai, nova, plain, recall, with_keywords
 
 
@@ -110,22 +108,3 @@ DEMO_HEADS: tuple[Head, ...] = (
         greetings=(),  # no greeting: the handshake reply is one empty is_last part
     ),
 )
-
-FAULT_HEADS: tuple[Head, ...] = tuple(
-    Head(
-        org="faults",
-        head_id=name,
-        alias=f"Fault {name}",
-        language="en-US",
-        persona=plain,
-        greetings=(f"Fault head '{name}': {fault.doc}",),
-        fault=name,
-    )
-    for name, fault in FAULTS.items()
-)
-
-HEADS: dict[str, Head] = {head.key: head for head in (*DEMO_HEADS, *FAULT_HEADS)}
-
-
-def find_head(org: str, head_id: str) -> Head | None:
-    return HEADS.get(f"{org}/{head_id}")

@@ -39,8 +39,8 @@ from .heads import Head
 from .personas import plain
 
 if TYPE_CHECKING:
+    from .faults import Wire
     from .frames import FrameBuilder
-    from .switch import Connection
 
 RECORDED_ORG = "recorded"
 SIMILAR_THRESHOLD = 0.6
@@ -192,7 +192,7 @@ def _is_echo(frame: Frame, turn: RecordedTurn) -> bool:
 
 
 async def answer(
-    conn: Connection,
+    conn: Wire,
     entry: RecordedHead,
     builder: FrameBuilder,
     message: Json,
@@ -226,7 +226,7 @@ async def answer(
 
 
 async def _send_recorded(
-    conn: Connection, frame: Frame, turn: RecordedTurn, message: Json, builder: FrameBuilder
+    conn: Wire, frame: Frame, turn: RecordedTurn, message: Json, builder: FrameBuilder
 ) -> None:
     payload = frame.payload
     if isinstance(payload, dict):
@@ -243,7 +243,7 @@ async def _send_recorded(
     await conn.send_raw(json.dumps(payload))  # valid JSON that is not an object
 
 
-async def _disconnect(conn: Connection, frame: Frame) -> None:
+async def _disconnect(conn: Wire, frame: Frame) -> None:
     reason = frame.payload.get("reason") if isinstance(frame.payload, dict) else None
     reason = reason if isinstance(reason, str) else ""
     if "without a close frame" in reason:
@@ -257,7 +257,7 @@ async def _disconnect(conn: Connection, frame: Frame) -> None:
 
 
 async def respond(
-    conn: Connection,
+    conn: Wire,
     entry: RecordedHead,
     builder: FrameBuilder,
     queue: asyncio.Queue[Json],
@@ -271,5 +271,5 @@ async def respond(
             await answer(conn, entry, builder, message, speed, mode)
         except ConnectionError:
             return
-        if conn._closer is not None or conn.ws.closed:
+        if conn.closing:
             return

@@ -10,7 +10,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
-from .heads import HEADS, Head
+from .catalog import HEADS
+from .heads import Head
 from .media import CONTENT_TYPE, fake_mp4
 from .state import STATE, ServerState
 

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .catalog import find_head
 from .config import ServerConfig
-from .faults import FaultSpec
-from .heads import Head, find_head
+from .faults import FaultSpec, Wire
+from .heads import Head
 from .jwt import TokenSigner
 
 if TYPE_CHECKING:
     from .recorded import RecordedHead
-    from .switch import Connection
 
 #: Routes whose HTTP status a test may force with ``set_http_fault``.
 HTTP_FAULT_ROUTES = frozenset({"token", "videos", "idle", "head", "media", "switch"})
@@ -36,7 +36,8 @@ class ServerState:
     logins: int = 0
     fault: FaultSpec | None = None
     http_faults: dict[str, int] = field(default_factory=dict)
-    open: set[Connection] = field(default_factory=set)
+    #: The open switch sockets (server/switch.py's ``Connection``).
+    open: set[Wire] = field(default_factory=set)
     #: ``recorded/<name>`` heads by key (server/recorded.py), loaded from config.recordings.
     recorded: dict[str, RecordedHead] = field(default_factory=dict)
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)

@@ -51,6 +51,14 @@ class Connection:
 
     # -- Wire -----------------------------------------------------------------------------
 
+    @property
+    def closed(self) -> bool:
+        return self.ws.closed
+
+    @property
+    def closing(self) -> bool:
+        return self._closer is not None or self.ws.closed
+
     async def send(self, frame: Json) -> None:
         await self.ws.send_str(_dumps(frame))
 
@@ -212,7 +220,7 @@ class Connection:
                 await script(ctx)
             except ConnectionError:
                 return  # the client went away mid-turn
-            if self._closer is not None or self.ws.closed:
+            if self.closing:
                 return
 
     def _idle_timing(self) -> tuple[float, float] | None:
