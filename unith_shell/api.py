@@ -100,7 +100,6 @@ class Credentials:
     user_id: str
     session_id: str
     username: str
-    token_type: str = "bearer"
     expires_at: float | None = None
 
     def expires_in(self, now: float | None = None) -> float | None:
@@ -405,7 +404,6 @@ class UnithAPI:
             # V2 stores session_id [C-V2]; PY ignores it, so it may be absent [I].
             session_id=str(body.get("session_id") or ""),
             username=username,
-            token_type=str(body.get("token_type") or "bearer"),
             expires_at=expires_at,
         )
 

@@ -20,7 +20,6 @@ from unith_shell.protocol import (
     ResponsePart,
     ServerEvent,
     SessionTimeout,
-    TimeoutWarning,
     Turn,
     UnknownEvent,
     redact,
@@ -103,8 +102,6 @@ def describe_event(event: ServerEvent, hints: bool = True) -> tuple[str, str] | 
         if event.granted:
             return None
         return "warn", "the head is busy (high demand): join refused"
-    if isinstance(event, TimeoutWarning):
-        return "warn", "inactivity warning: the session will time out soon"
     if isinstance(event, KeepSessionReply):
         return ("info", "session kept alive") if event.granted else ("warn", "keep_session refused")
     if isinstance(event, SessionTimeout):

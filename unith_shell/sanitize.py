@@ -67,11 +67,6 @@ def sanitize_block(text: str) -> str:
     return _UNSAFE_IN_BLOCK.sub(_visible, text)
 
 
-def sanitize_any(value: object) -> str:
-    """``str(value)`` through :func:`sanitize`: for exception texts and other objects."""
-    return sanitize(value if isinstance(value, str) else str(value))
-
-
 def json_line(obj: Any) -> str:
     """One line of JSON with every unsafe character as a ``\\uXXXX`` escape.
 

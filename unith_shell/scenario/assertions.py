@@ -49,7 +49,6 @@ class Reply:
     error: str | None = None
     first_latency: float | None = None
     total_latency: float | None = None
-    has_turn: bool = False
     options: MatchOptions = field(default_factory=MatchOptions)
 
     def fold(self, text: str) -> str:

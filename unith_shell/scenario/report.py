@@ -18,7 +18,6 @@ from unith_shell.scenario.model import Step
 from unith_shell.scenario.runner import Job, Progress, ScenarioResult
 from unith_shell.scenario.steps import StepResult
 
-FORMATS = ("human", "json", "junit", "tap")
 _MARK = {
     "passed": "PASS",
     "failed": "FAIL",

@@ -249,7 +249,6 @@ class StepRunner:
             error=turn.error,
             first_latency=turn.first_latency,
             total_latency=turn.total_latency,
-            has_turn=True,
         )
 
     def _assert(self, step: Step, reply: Reply) -> tuple[list[Failure], bool]:

@@ -41,9 +41,6 @@ class FrameBuilder:
     def video_url(self, frame_id: int) -> str:
         return f"{self.base_url}/media/{self.head.org}/{self.head.head_id}/reply-{frame_id}.mp4"
 
-    def idle_url(self) -> str:
-        return f"{self.base_url}/media/{self.head.org}/{self.head.head_id}/idle.mp4"
-
     def parts(
         self, input_id: Any, texts: Sequence[str], suggestions: Iterable[str] = ()
     ) -> list[Json]:
