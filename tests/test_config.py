@@ -521,3 +521,15 @@ def test_every_environment_variable_in_the_metadata_sets_its_setting(cfg: Path) 
             expected = {bool: True, int: 7, float: 2.5}.get(hint, "word")
         settings = load_settings(env={var: raw}, config_file=cfg).settings
         assert getattr(settings, name) == expected, var
+
+
+def test_help_shows_the_defaults_of_the_fields() -> None:
+    from unith_shell.cli import build_parser
+    from unith_shell.settings import flag_fields, meta, shown_default
+
+    helps = {action.dest: action.help or "" for action in build_parser()._actions}
+    shown = [name for name in flag_fields() if meta(name).show_default]
+    assert {"timeout", "head", "max_parts"} <= set(shown)
+    for name in shown:
+        assert helps[name].endswith(f"(default: {shown_default(name)})"), name
+    assert shown_default("timeout") == "30" and shown_default("prompt") == "'{head}> '"

@@ -42,12 +42,15 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per setting whose metadata names one (unith_shell.settings): its type, help
     and placeholder come from there. A flag not given leaves its setting to the other layers
     (default None), so only what the user typed reaches ``load_settings``."""
-    from unith_shell.settings import FIELD_TYPES, flag_fields, meta
+    from unith_shell.settings import FIELD_TYPES, flag_fields, meta, shown_default
 
     for name in flag_fields():
         info = meta(name)
         hint = FIELD_TYPES[name]
-        kwargs: dict[str, Any] = {"dest": name, "help": info.help, "default": None}
+        text = info.help
+        if info.show_default:
+            text += f" (default: {shown_default(name)})".replace("%", "%%")  # argparse formats %
+        kwargs: dict[str, Any] = {"dest": name, "help": text, "default": None}
         if info.metavar is not None:
             kwargs["metavar"] = info.metavar
         if hint is bool:

@@ -37,6 +37,7 @@ __all__ = [
     "meta",
     "session_options",
     "settings_from_env",
+    "shown_default",
 ]
 
 _MASK = "***"
@@ -59,6 +60,8 @@ class Meta:
     flags: tuple[str, ...] = ()
     #: The flag's ``--help`` line.
     help: str = ""
+    #: ``--help`` adds "(default: VALUE)", the value taken from the field.
+    show_default: bool = False
     #: The placeholder shown in ``--help`` for the flag's value.
     metavar: str | None = None
     #: A boolean flag that turns the setting off (``--no-history``).
@@ -90,10 +93,10 @@ class Settings:
         help="REST base URL (default: Unith's chat-origin host)",
     )
     org: str = _setting(
-        "unith", env="UNITH_ORG", flags=("--org",), help="organisation id (default: unith)"
+        "unith", env="UNITH_ORG", flags=("--org",), help="organisation id", show_default=True
     )
     head: str = _setting(
-        "aiko", env="UNITH_HEAD", flags=("--head",), help="head id (default: aiko)"
+        "aiko", env="UNITH_HEAD", flags=("--head",), help="head id", show_default=True
     )
     api_key: str = _setting(
         "",
@@ -113,14 +116,16 @@ class Settings:
         env="UNITH_SHELL_TIMEOUT",
         flags=("--timeout",),
         metavar="SECONDS",
-        help="per-frame / per-turn timeout (30)",
+        help="per-frame / per-turn timeout",
+        show_default=True,
     )
     connect_timeout: float = _setting(10.0)
     rest_timeout: float = _setting(15.0)
     prompt: str = _setting(
         "{head}> ",
         flags=("--prompt",),
-        help="prompt template; {head}, {org}, {alias} (default '{head}> ')",
+        help="prompt template; {head}, {org}, {alias}",
+        show_default=True,
     )
     keep_alive: bool = _setting(True)
     reconnect_initial: float = _setting(0.2)
@@ -132,7 +137,8 @@ class Settings:
         env="UNITH_SHELL_MAX_PARTS",
         flags=("--max-parts",),
         metavar="N",
-        help="most parts accepted in one reply, and the highest part_order + 1 (10000)",
+        help="most parts accepted in one reply, and the highest part_order + 1",
+        show_default=True,
     )
     max_body_size: int = _setting(2097152)
     handshake_timeout: float = _setting(30.0)
@@ -248,6 +254,16 @@ def default_of(name: str) -> object:
     if f.default_factory is not MISSING:
         return f.default_factory()
     return f.default
+
+
+def shown_default(name: str) -> str:
+    """The default of ``name`` as ``--help`` writes it."""
+    value = default_of(name)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str) and value != value.strip():
+        return repr(value)
+    return str(value)
 
 
 def env_vars() -> dict[str, str]:
