@@ -38,30 +38,6 @@ def _parser(**kwargs: Any) -> argparse.ArgumentParser:
     return Parser(**kwargs)
 
 
-def add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per setting whose metadata names one (unith_shell.settings): its type, help
-    and placeholder come from there. A flag not given leaves its setting to the other layers
-    (default None), so only what the user typed reaches ``load_settings``."""
-    from unith_shell.settings import FIELD_TYPES, flag_fields, meta, shown_default
-
-    for name in flag_fields():
-        info = meta(name)
-        hint = FIELD_TYPES[name]
-        text = info.help
-        if info.show_default:
-            text += f" (default: {shown_default(name)})".replace("%", "%%")  # argparse formats %
-        kwargs: dict[str, Any] = {"dest": name, "help": text, "default": None}
-        if info.metavar is not None:
-            kwargs["metavar"] = info.metavar
-        if hint is bool:
-            kwargs["action"] = "store_false" if info.negated else "store_true"
-        elif hint == list[str]:
-            kwargs["action"] = "append"
-        elif hint in (int, float):
-            kwargs["type"] = hint
-        parser.add_argument(*info.flags, **kwargs)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _parser(
         prog="unith-shell",
@@ -76,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"unith-shell {__version__}")
-    add_setting_flags(parser)
+    from unith_shell.settings import add_setting_flags
+
+    add_setting_flags(parser)  # one flag per setting that has one (settings.py)
     parser.add_argument(
         "--record",
         metavar="FILE",

@@ -21,6 +21,9 @@ from typing import Any
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
     from unith_shell.session import SessionOptions
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "ConfigError",
     "Meta",
     "Settings",
+    "add_setting_flags",
     "coerce",
     "default_of",
     "env_vars",
@@ -279,6 +283,37 @@ def flag_fields() -> tuple[str, ...]:
 def file_keys() -> frozenset[str]:
     """The settings a config file may set."""
     return frozenset(name for name in _FIELDS if meta(name).in_file)
+
+
+def add_setting_flags(
+    parser: argparse.ArgumentParser,
+    names: Sequence[str] | None = None,
+    help: Mapping[str, str] | None = None,
+) -> None:
+    """Add the flag of each setting in ``names`` (default: every setting that has one), with
+    its type, placeholder and help from the metadata; ``help`` replaces a line where a command
+    gives the setting its own meaning. A flag not given stays None, so only what the user
+    typed reaches ``load_settings`` over the other layers."""
+    for name in flag_fields() if names is None else names:
+        info = meta(name)
+        hint = FIELD_TYPES[name]
+        text = (help or {}).get(name, info.help)
+        if info.show_default and name not in (help or {}):
+            text += f" (default: {shown_default(name)})"
+        kwargs: dict[str, Any] = {
+            "dest": name,
+            "help": text.replace("%", "%%"),  # argparse %-formats help
+            "default": None,
+        }
+        if info.metavar is not None:
+            kwargs["metavar"] = info.metavar
+        if hint is bool:
+            kwargs["action"] = "store_false" if info.negated else "store_true"
+        elif hint == list[str]:
+            kwargs["action"] = "append"
+        elif hint in (int, float):
+            kwargs["type"] = hint
+        parser.add_argument(*info.flags, **kwargs)
 
 
 def session_options(settings: Settings) -> SessionOptions:

@@ -18,6 +18,12 @@ EXIT_DIFFERENT = 1
 EXIT_TROUBLE = 2
 EXIT_USAGE = 2
 
+#: The settings ``unith-shell replay`` takes as flags.
+REPLAY_SETTINGS = (
+    "local", "base_url", "org", "head", "api_key", "profile", "timeout", "text_only",
+    "no_plugins", "insecure",
+)  # fmt: skip
+
 # Only for type checkers: the server (aiohttp) is imported when a mode needs it.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -142,16 +148,19 @@ def _replay_parser() -> Any:
         metavar="FILE",
         help="record the replay to FILE (default: a new file in the transcripts folder, printed)",
     )
-    add("--local", action="store_true", default=None, help="replay against the local server")
-    add("--base-url", metavar="URL", help="REST base URL (default: Unith's chat-origin host)")
-    add("--org", help="organisation id (default: the recording's)")
-    add("--head", help="head id (default: the recording's)")
-    add("--api-key", metavar="KEY", help="the organisation's public api key")
-    add("--profile", metavar="NAME", help="use [profiles.NAME] from the config file")
-    add("--timeout", type=float, metavar="SECONDS", help="per-frame / per-turn timeout (30)")
-    add("--text-only", action="store_true", default=None, help="ask for text-only replies")
-    add("--no-plugins", action="store_true", default=None, help="load bundled plugins only")
-    add("--insecure", action="store_true", default=None, help="do not verify TLS certificates")
+    from unith_shell.settings import add_setting_flags
+
+    add_setting_flags(
+        parser,
+        REPLAY_SETTINGS,
+        help={
+            "local": "replay against the local server",
+            "org": "organisation id (default: the recording's)",
+            "head": "head id (default: the recording's)",
+            "api_key": "the organisation's public api key",
+            "insecure": "do not verify TLS certificates",
+        },
+    )
     add_served_options(parser)
     add_compare_options(parser)
     return parser
@@ -174,21 +183,7 @@ def replay_main(argv: Sequence[str], env: dict[str, str]) -> int:
     if args.recordings is not None and not args.local:
         print("unith-shell replay: error: --recordings needs --local", file=sys.stderr)
         return EXIT_USAGE
-    flags = {
-        name: getattr(args, name)
-        for name in (
-            "local",
-            "base_url",
-            "org",
-            "head",
-            "api_key",
-            "profile",
-            "timeout",
-            "text_only",
-            "no_plugins",
-            "insecure",
-        )
-    }
+    flags = {name: getattr(args, name) for name in REPLAY_SETTINGS}
     user_paths = paths(env)
     try:
         settings = load_settings(flags, env=env, config_file=user_paths.config_file).settings

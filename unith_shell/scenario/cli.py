@@ -17,6 +17,11 @@ from typing import Any, TextIO
 
 from unith_shell.scenario.runner import EXIT_USAGE, Job, RunConfig
 
+#: The settings ``unith-shell test`` takes as flags.
+TEST_SETTINGS = (
+    "local", "base_url", "profile", "timeout", "no_plugins", "plugins", "plugins_dirs",
+)  # fmt: skip
+
 PROG = "unith-shell test"
 
 
@@ -44,8 +49,6 @@ def _parser() -> argparse.ArgumentParser:
         help="write a scenario that expects what the recording FILE shows (to --output or "
         "stdout), and exit",
     )
-    add("--local", action="store_true", default=None, help="run against the built-in server")
-    add("--base-url", metavar="URL", help="REST base URL (default: Unith's chat-origin host)")
     add(
         "--head",
         action="append",
@@ -54,29 +57,22 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ORG/HEAD",
         help="run every scenario against this head (repeatable: a matrix)",
     )
-    add("--profile", metavar="NAME", help="use [profiles.NAME] from the config file")
     add("-k", dest="keyword", metavar="SUBSTRING", help="only scenarios whose name or file has it")
     add("--repeat", type=positive, default=1, metavar="N", help="run each scenario N times")
     add("--jobs", type=positive, default=1, metavar="N", help="run N scenarios at once (1)")
     add("--fail-fast", action="store_true", help="start no new scenario after a failure")
     add("--format", choices=("human", "json", "junit", "tap"), default="human")
     add("--output", metavar="FILE", help="write the report to FILE (default: stdout)")
-    add("--timeout", type=float, metavar="SECONDS", help="per-turn timeout when a file sets none")
     add("--run-id", metavar="ID", help="the run id (sent as the handshake's data_tag)")
-    add("--no-plugins", action="store_true", default=None, help="load bundled plugins only")
-    add(
-        "--plugin",
-        action="append",
-        dest="plugins",
-        metavar="MODULE_OR_PATH",
-        help="load a plugin module or .py file (repeatable)",
-    )
-    add(
-        "--plugins-dir",
-        action="append",
-        dest="plugins_dirs",
-        metavar="DIR",
-        help="also load every *.py in DIR (repeatable)",
+    from unith_shell.settings import add_setting_flags
+
+    add_setting_flags(
+        parser,
+        TEST_SETTINGS,
+        help={
+            "local": "run against the built-in server",
+            "timeout": "per-turn timeout when a file sets none",
+        },
     )
     return parser
 
@@ -103,15 +99,7 @@ def main(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
         parser.error("give at least one PATH (a scenario file or a folder)")
     from unith_shell.config import ConfigError, load_settings, paths
 
-    flags = {
-        "local": args.local,
-        "base_url": args.base_url,
-        "profile": args.profile,
-        "no_plugins": args.no_plugins,
-        "plugins": args.plugins,
-        "plugins_dirs": args.plugins_dirs,
-        "timeout": args.timeout,
-    }
+    flags = {name: getattr(args, name) for name in TEST_SETTINGS}
     try:
         loaded = load_settings(flags, env=env, config_file=paths(env).config_file)
     except ConfigError as exc:
