@@ -533,3 +533,34 @@ def test_help_shows_the_defaults_of_the_fields() -> None:
     for name in shown:
         assert helps[name].endswith(f"(default: {shown_default(name)})"), name
     assert shown_default("timeout") == "30" and shown_default("prompt") == "'{head}> '"
+
+
+def test_the_table_and_the_settings_fields_agree() -> None:
+    """The table gives defaults and metadata, the dataclass the types: same names, same
+    order, and the kind the flags use (read from the default) is the field's type."""
+    import dataclasses
+
+    from unith_shell.setting_table import TABLE, kind_of
+    from unith_shell.settings import FIELD_TYPES
+
+    assert [f.name for f in dataclasses.fields(Settings)] == list(TABLE)
+    expected = {bool: bool, int: int, float: float, str: str | None, list: list[str]}
+    for name in TABLE:
+        hint = FIELD_TYPES[name]
+        kind = kind_of(name)
+        assert hint == expected[kind] or (kind is str and hint is str), name
+        assert getattr(Settings(), name) == TABLE[name].default, name
+    first, second = Settings(), Settings()
+    first.plugins.append("x")
+    assert second.plugins == [] and TABLE["plugins"].default == []
+
+
+def test_help_imports_no_dataclasses() -> None:
+    """--help stays cheap: the flags come from setting_table.py, which imports nothing."""
+    code = (
+        "import sys\nfrom unith_shell.cli import build_parser\nbuild_parser().format_help()\n"
+        "print(sorted(m for m in ('dataclasses', 'inspect', 'typing', 'unith_shell.settings')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -52,9 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"unith-shell {__version__}")
-    from unith_shell.settings import add_setting_flags
+    from unith_shell.setting_table import add_setting_flags
 
-    add_setting_flags(parser)  # one flag per setting that has one (settings.py)
+    add_setting_flags(parser)  # one flag per setting that has one
     parser.add_argument(
         "--record",
         metavar="FILE",
@@ -128,7 +128,7 @@ def resolve(argv: Sequence[str], env: dict[str, str]) -> tuple[argparse.Namespac
     args = build_parser().parse_args(argv)
     from unith_shell.config_file import load_settings
     from unith_shell.files import paths
-    from unith_shell.settings import flag_fields
+    from unith_shell.setting_table import flag_fields
 
     flags = {name: getattr(args, name) for name in flag_fields()}
     return args, load_settings(flags, env=env, config_file=paths(env).config_file)

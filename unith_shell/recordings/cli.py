@@ -148,7 +148,7 @@ def _replay_parser() -> Any:
         metavar="FILE",
         help="record the replay to FILE (default: a new file in the transcripts folder, printed)",
     )
-    from unith_shell.settings import add_setting_flags
+    from unith_shell.setting_table import add_setting_flags
 
     add_setting_flags(
         parser,

@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--format", choices=("human", "json", "junit", "tap"), default="human")
     add("--output", metavar="FILE", help="write the report to FILE (default: stdout)")
     add("--run-id", metavar="ID", help="the run id (sent as the handshake's data_tag)")
-    from unith_shell.settings import add_setting_flags
+    from unith_shell.setting_table import add_setting_flags
 
     add_setting_flags(
         parser,
