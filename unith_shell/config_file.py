@@ -25,6 +25,7 @@ from unith_shell.settings import (
     Settings,
     coerce,
     file_keys,
+    meta,
     settings_from_env,
     type_name,
 )
@@ -32,6 +33,7 @@ from unith_shell.settings import (
 __all__ = ["LoadResult", "load_settings"]
 
 _FILE_KEYS = file_keys()
+_PROFILE_VAR = meta("profile").env or ""
 
 
 @dataclass(slots=True)
@@ -210,7 +212,8 @@ def _secret_warning(path: Path, st: os.stat_result, api_key: bool, password: boo
 
 
 def _flag_name(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    flags = meta(name).flags
+    return flags[-1] if flags else "--" + name.replace("_", "-")
 
 
 def load_settings(
@@ -241,8 +244,8 @@ def load_settings(
     profile_source = ""
     if given.get("profile"):
         profile, profile_source = str(given["profile"]), "--profile"
-    elif env.get("UNITH_SHELL_PROFILE"):
-        profile, profile_source = env["UNITH_SHELL_PROFILE"], "UNITH_SHELL_PROFILE"
+    elif env.get(_PROFILE_VAR):
+        profile, profile_source = env[_PROFILE_VAR], _PROFILE_VAR
 
     loaded = _read_config(path)
     read_path: Path | None = None
