@@ -88,9 +88,6 @@ class HostileServer:
     def base(self, prefix: str) -> str:
         return f"{self.origin}/{prefix}"
 
-    def ws_origin(self) -> str:
-        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}"
-
     async def start(self) -> HostileServer:
         app = web.Application()
         app.router.add_post("/{prefix}/token", self._token)
