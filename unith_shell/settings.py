@@ -7,8 +7,8 @@ the session's options (:func:`session_options`), the flags (``setting_table.add_
 the variables the tests clear and the checks on docs/configuration.md all derive from them.
 Layering (defaults < config file < environment < flags) is in ``config_file.py``.
 
-Imported on the ``--version`` / ``--help`` path only once the flags are parsed: only the
-standard library.
+``--help`` does not import this module (its flags come from ``setting_table.py``); it uses
+only the standard library.
 """
 
 from __future__ import annotations
