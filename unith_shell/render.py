@@ -23,6 +23,7 @@ from unith_shell.protocol import (
     TimeoutWarning,
     Turn,
     UnknownEvent,
+    loads_bounded,
     redact,
 )
 from unith_shell.sanitize import sanitize, sanitize_block
@@ -301,7 +302,9 @@ def raw_line(data: str | bytes, limit: int = 2000) -> str:
     if isinstance(data, bytes):
         return f"<binary frame, {len(data)} bytes>"
     try:
-        obj = json.loads(data)
+        # Bounded like every frame the session parses: a 900-deep frame (which the session
+        # rejects) must not make redact() recurse until the reader task dies.
+        obj = loads_bounded(data)
     except ValueError:
         text = data
     else:
