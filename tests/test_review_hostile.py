@@ -6,15 +6,16 @@ tests/hostile_network.py or a hostile file, and fails on the code before its fix
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.hostile_network import HostileServer
+from tests.hostile_network import HostileServer, deep
 from tests.test_hostile_network import run_cli
 from unith_shell import api
-from unith_shell.recordings.format import load
+from unith_shell.recordings.format import header_record, load
 
 
 @pytest.fixture
@@ -63,3 +64,19 @@ async def test_the_transcript_recorder_survives_a_900_deep_frame(
     assert [t.user for t in load(record).turns] == ["deep", "hello"]
     texts = [f.payload for f in load(record).frames if f.direction == "in"]
     assert any(isinstance(p, dict) and p.get("text") == "two" for p in texts)
+
+
+# ---- recordings are files someone may hand over -------------------------------------------
+
+
+def test_a_deeply_nested_recording_line_is_one_error_line(tmp_path: Path) -> None:
+    from tests.test_recordings import run_cli as run_sync
+
+    path = tmp_path / "deep.jsonl"
+    header = json.dumps(header_record("o/h", "http://127.0.0.1"))
+    frame = json.dumps({"time": 0, "direction": "in", "event": "text", "payload": {}})
+    path.write_text(f"{header}\n{deep(100_000)}\n{frame}\n", encoding="utf-8")
+    result = run_sync(["diff", str(path), str(path)], tmp_path / "home")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert "deep.jsonl:2: not a JSON object" in result.stderr
