@@ -80,3 +80,41 @@ def test_a_deeply_nested_recording_line_is_one_error_line(tmp_path: Path) -> Non
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert "deep.jsonl:2: not a JSON object" in result.stderr
+
+
+# ---- item 5 on the other entry points: replay and test -------------------------------------
+
+
+def _minimal_recording(tmp_path: Path) -> Path:
+    path = tmp_path / "min.jsonl"
+    path.write_text(json.dumps(header_record("o/h", "http://127.0.0.1")) + "\n", "utf-8")
+    return path
+
+
+def test_replay_never_echoes_the_password_of_a_bad_base_url(tmp_path: Path) -> None:
+    from tests.test_recordings import run_cli as run_sync
+
+    recording = _minimal_recording(tmp_path)
+    result = run_sync(["replay", str(recording), "--base-url", "ftp://bob:hunter2@h"], tmp_path)
+    assert result.returncode == 2
+    assert "ftp://bob:***@h" in result.stderr and "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["replay", "test"])
+def test_replay_and_test_warn_about_a_plain_http_base_url(tmp_path: Path, command: str) -> None:
+    from tests.test_recordings import run_cli as run_sync
+
+    if command == "replay":
+        args = ["replay", str(_minimal_recording(tmp_path))]
+    else:
+        scenario = tmp_path / "s.yaml"
+        scenario.write_text("name: s\nhead: o/h\nsteps:\n  - user: hi\n", "utf-8")
+        args = ["test", str(scenario)]
+    # .invalid never resolves: the run fails fast after the warning.
+    result = run_sync([*args, "--base-url", "http://bob:hunter2@unith.invalid"], tmp_path)
+    warning = [line for line in result.stderr.splitlines() if "plain http" in line]
+    assert warning == [
+        f"unith-shell {command}: warning: http://bob:***@unith.invalid is plain http: the "
+        "password and api key travel unencrypted (use https://)"
+    ], result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
