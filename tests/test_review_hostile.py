@@ -118,3 +118,18 @@ def test_replay_and_test_warn_about_a_plain_http_base_url(tmp_path: Path, comman
         "password and api key travel unencrypted (use https://)"
     ], result.stderr
     assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_replay_prints_no_repl_hints(tmp_path: Path) -> None:
+    """replay is not interactive: an nlp exception is reported without '; /retry'."""
+    from tests.hostile_server import serve_in_thread
+    from tests.test_recordings import run_cli as run_sync
+
+    recording = tmp_path / "nlp.jsonl"
+    with serve_in_thread() as server:
+        base = ["--base-url", server.base_url, "--org", "o", "--head", "h"]
+        made = run_sync([*base, "-m", "nlp", "--record", str(recording)], tmp_path)
+        assert "/retry" not in made.stderr  # pipe mode already leaves it out
+        result = run_sync(["replay", str(recording), *base], tmp_path)
+    assert "the head could not answer (level 500)" in result.stderr, result.stderr
+    assert "/retry" not in result.stderr and "/reconnect" not in result.stderr
