@@ -200,7 +200,6 @@ def replay_main(argv: Sequence[str], env: dict[str, str]) -> int:
         settings.org = args.org or org or settings.org
         settings.head = args.head or head or settings.head
     from unith_shell.cli import _valid_base_url
-
     from unith_shell.urls import display_url, plain_http_warning
 
     if not settings.local and not _valid_base_url(settings.base_url):
