@@ -154,3 +154,81 @@ def test_a_plugin_path_others_can_write_is_refused_in_one_line(tmp_path: Path) -
     assert (tmp_path / "fine-imported").exists()  # a private file named the same way loads
     [line] = [line for line in result.stderr.splitlines() if "planted" in line]
     assert line.endswith(f"is writable by its group and others; run: chmod go-w {planted}")
+
+
+# ---- one-line fields stay one line: a server's newline never prints a line of its own ------
+
+FAKE = "x\nerror: FAKE LINE<br>FAKE2\r\nFAKE3"
+
+
+def _newline_server() -> type:
+    from aiohttp import web
+
+    from tests import hostile_server as hs
+
+    class NewlineServer(hs.HostileServer):
+        """Newlines and <br> in every one-line field: names, the idle URL, an nlp message,
+        an event name, a close reason, a suggestion."""
+
+        async def head(self, request: web.Request) -> web.Response:
+            info = {"name": "N" + FAKE, "alias": "A" + FAKE, "phrases": ["p" + FAKE]}
+            return hs._json({**info, "streaming_enabled": False})
+
+        async def idle(self, request: web.Request) -> web.Response:
+            return hs._json(f"{request.scheme}://{request.host}/media/idle.mp4#{FAKE}")
+
+        async def _answer(self, ws: web.WebSocketResponse, frame: dict[str, object]) -> None:
+            msg_id, text = frame.get("id"), str(frame.get("text", "")).strip()
+            echo = {"event": "text", "id": msg_id, "user_id": frame.get("user_id"), "text": text}
+            await ws.send_str(hs._dumps(echo))
+            if text == "nlp":
+                nlp = {"event": "unith_nlp_exception", "level": 500, "message": "M" + FAKE}
+                await ws.send_str(hs._dumps({**nlp, "input_message_id": msg_id}))
+                return
+            if text == "close":
+                await ws.close(code=4000, message=("C" + FAKE).encode())
+                return
+            if text == "unknown":
+                await ws.send_str(hs._dumps({"event": "E" + FAKE}))
+            part = {
+                "event": "text",
+                "input_message_id": msg_id,
+                "part_order": 0,
+                "is_last": True,
+                "text": "reply",
+                "suggestions": ["S" + FAKE],
+            }
+            await ws.send_str(hs._dumps(part))
+
+    return NewlineServer
+
+
+async def test_a_servers_newline_never_starts_a_line_in_pipe_mode(tmp_path: Path) -> None:
+    server = _newline_server()()
+    await server.start()
+    try:
+        lines = ["nlp", "unknown", "/head", "/video", "close", "hello"]
+        args = [a for line in lines for a in ("-m", line)]
+        code, out, err = await run_cli(
+            tmp_path, "--base-url", server.base_url, "--org", "o", "--head", "h", *args
+        )
+    finally:
+        await server.stop()
+    assert code == 4, err
+    for line in (out + err).splitlines():
+        assert not line.startswith(("error: FAKE", "FAKE2", "FAKE3")), out + err
+    assert out.count("FAKE3") == 6  # 2 suggestions, alias, name, phrases, the idle URL
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert [e.split("'")[1] for e in errors] == ["nlp", "close"]  # one line per failed message
+    assert all("\\x0aerror: FAKE LINE<br>FAKE2\\x0d\\x0aFAKE3" in e for e in errors)
+
+
+def test_the_repl_view_keeps_notices_and_suggestions_on_one_line() -> None:
+    from unith_shell.render import HumanView, Style
+
+    lines: list[str] = []
+    view = HumanView(lines.append, Style(color=False), speaker=lambda: "Aiko")
+    view.notice("warn", "closed: " + FAKE)
+    view.suggestions(["S" + FAKE, "plain"])
+    assert len(lines) == 2 and all("\n" not in line and "\r" not in line for line in lines)
+    assert "\\x0aerror: FAKE LINE<br>FAKE2\\x0d\\x0aFAKE3" in lines[0]
