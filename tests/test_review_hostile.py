@@ -7,7 +7,6 @@ tests/hostile_network.py or a hostile file, and fails on the code before its fix
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -134,26 +133,6 @@ def test_replay_prints_no_repl_hints(tmp_path: Path) -> None:
         result = run_sync(["replay", str(recording), *base], tmp_path)
     assert "the head could not answer (level 500)" in result.stderr, result.stderr
     assert "/retry" not in result.stderr and "/reconnect" not in result.stderr
-
-
-# ---- item 4: a plugin file named on the command line ---------------------------------------
-
-
-@pytest.mark.skipif(os.name == "nt", reason="POSIX modes")
-def test_a_plugin_path_others_can_write_is_refused_in_one_line(tmp_path: Path) -> None:
-    from tests.test_plugin_trust import _plugin
-    from tests.test_recordings import run_cli as run_sync
-
-    planted = _plugin(tmp_path / "shared", "planted", tmp_path / "planted-imported")
-    planted.chmod(0o666)
-    fine = _plugin(tmp_path / "mine", "fine", tmp_path / "fine-imported")
-    args = ["--local", "-m", "hello", "--plugin", str(planted), "--plugin", str(fine)]
-    result = run_sync(args, tmp_path / "home")
-    assert result.returncode == 0, result.stderr
-    assert not (tmp_path / "planted-imported").exists()
-    assert (tmp_path / "fine-imported").exists()  # a private file named the same way loads
-    [line] = [line for line in result.stderr.splitlines() if "planted" in line]
-    assert line.endswith(f"is writable by its group and others; run: chmod go-w {planted}")
 
 
 # ---- one-line fields stay one line: a server's newline never prints a line of its own ------

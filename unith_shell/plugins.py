@@ -203,10 +203,6 @@ class Plugins:
         """``--plugin MODULE_OR_PATH``."""
         path = Path(spec).expanduser()
         if spec.endswith(".py") or path.is_file():
-            # The file itself is checked like a plugin folder's files (its folder is not:
-            # naming a file is choosing it, and /tmp is everyone's folder).
-            if path.exists() and not self._trusted(path, f"plugin {path.stem!r}"):
-                return False
             return self.load_file(path, source="command line")
         try:
             module = importlib.import_module(spec)
