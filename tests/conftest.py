@@ -15,6 +15,12 @@ from unith_shell.server import LocalServer, ServerConfig
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Plugin folders and config files the tests make must pass the StrictModes check (not
+# writable by group or others). Under a umask of 002 (common for users with a group of their
+# own) every file and folder a test creates would be group-writable and refused, so the suite
+# would fail on such a machine for a reason unrelated to what it tests.
+os.umask(0o022)
+
 
 @pytest.fixture(autouse=True)
 def shell_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
