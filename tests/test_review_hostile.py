@@ -211,3 +211,55 @@ def test_the_repl_view_keeps_notices_and_suggestions_on_one_line() -> None:
     view.suggestions(["S" + FAKE, "plain"])
     assert len(lines) == 2 and all("\n" not in line and "\r" not in line for line in lines)
     assert "\\x0aerror: FAKE LINE<br>FAKE2\\x0d\\x0aFAKE3" in lines[0]
+
+
+# ---- the print paths of test, replay and diff, against the hostile server ------------------
+
+
+def test_test_replay_and_diff_keep_hostile_text_out_of_every_output_and_report(
+    tmp_path: Path,
+) -> None:
+    """Every report format (to stdout and to --output files), replay's and diff's lines:
+    the hostile server's text is visible, never raw."""
+    from tests.hostile_server import FORBIDDEN_BYTES, serve_in_thread
+    from tests.test_recordings import run_cli as run_sync
+
+    home = tmp_path / "home"
+    scenario = tmp_path / "hostile.yaml"
+    steps = "".join(f"  - user: {m}\n    expect: {{contains: zz}}\n" for m in ("hello", "nlp"))
+    scenario.write_text(f"name: hostile\nhead: o/h\ntimeout: 5\nsteps:\n{steps}", "utf-8")
+    outputs: dict[str, str | bytes] = {}
+    with serve_in_thread() as server:
+        base = ["--base-url", server.base_url]
+        for fmt in ("human", "json", "junit", "tap"):
+            report = tmp_path / f"report.{fmt}"
+            args = ["test", str(scenario), *base, "--format", fmt]
+            to_file = run_sync([*args, "--output", str(report)], home)
+            to_stdout = run_sync(args, home)
+            assert to_file.returncode == to_stdout.returncode == 1, to_file.stderr
+            outputs[f"{fmt} file"] = report.read_bytes()
+            outputs[f"{fmt} stdout"] = to_stdout.stdout
+            outputs[f"{fmt} stderr"] = to_file.stderr + to_stdout.stderr
+        recording = tmp_path / "rec.jsonl"
+        made = run_sync([*base, "--org", "o", "--head", "h", "-m", "hello", "-m", "menu",
+                         "-m", "unknown", "--record", str(recording)], home)  # fmt: skip
+        replayed = tmp_path / "replayed.jsonl"
+        replay = run_sync(["replay", str(recording), *base, "--record", str(replayed)], home)
+    assert made.returncode == 0 and replay.returncode in (0, 1), replay.stderr
+    changed = tmp_path / "changed.jsonl"
+    changed.write_text(
+        recording.read_text("utf-8").replace("line two", "line \\u001b[2J\\u202e three"),
+        "utf-8",
+    )
+    diff = run_sync(["diff", str(recording), str(changed)], home)
+    assert diff.returncode == 1, diff.stderr
+    outputs.update(replay=replay.stdout + replay.stderr, diff=diff.stdout + diff.stderr)
+    from xml.dom import minidom
+
+    minidom.parseString(outputs["junit file"])  # valid XML 1.0: no raw control characters
+    for where, data in outputs.items():
+        raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape")
+        found = [b for b in FORBIDDEN_BYTES if b in raw]
+        assert not found, f"{where}: {found}"
+    assert "reply:\\x1b]0;pwned" in outputs["human stdout"]  # shown, made visible
+    assert "line [-two-] {+\\x1b[2J\\u202e three+}" in outputs["diff"]
