@@ -263,3 +263,34 @@ def test_test_replay_and_diff_keep_hostile_text_out_of_every_output_and_report(
         assert not found, f"{where}: {found}"
     assert "reply:\\x1b]0;pwned" in outputs["human stdout"]  # shown, made visible
     assert "line [-two-] {+\\x1b[2J\\u202e three+}" in outputs["diff"]
+
+
+def test_a_scenario_file_name_with_control_characters_is_shown_visibly(tmp_path: Path) -> None:
+    """A scenario folder may come from anyone (a clone): its file names pass the gate in the
+    human report and the JUnit file (whose XML a raw ESC would make invalid)."""
+    from xml.dom import minidom
+
+    from tests.test_recordings import run_cli as run_sync
+
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    evil = "evil\x1b]0;pwned\x07"
+    (folder / f"{evil}.yaml").write_text(
+        "name: s\nhead: unith/aiko\nsteps:\n  - user: hello\n    expect: {contains: nope}\n",
+        "utf-8",
+    )
+    (folder / f"{evil}-broken.yaml").write_text("name: b\nsteps: 3\n", "utf-8")
+    broken = run_sync(["test", str(folder), "--local"], tmp_path / "home")
+    assert broken.returncode == 2 and "\x1b" not in broken.stderr, broken.stderr
+    assert "evil\\x1b]0;pwned\\x07-broken.yaml" in broken.stderr
+    (folder / f"{evil}-broken.yaml").unlink()
+    junit = tmp_path / "junit.xml"
+    args = ["test", str(folder), "--local", "--format", "junit", "--output", str(junit)]
+    result = run_sync(args, tmp_path / "home")
+    assert result.returncode == 1, result.stderr
+    human = run_sync(["test", str(folder), "--local"], tmp_path / "home")
+    for where, text in [("junit", junit.read_text("utf-8")), ("stderr", result.stderr),
+                        ("human", human.stdout + human.stderr)]:  # fmt: skip
+        assert "\x1b" not in text and "\x07" not in text, where
+        assert "evil\\x1b]0;pwned\\x07.yaml" in text, where
+    minidom.parseString(junit.read_bytes())

@@ -88,7 +88,9 @@ def new_run_id() -> str:
 
 
 def _say(text: str) -> None:
-    print(f"{PROG}: {text}", file=sys.stderr, flush=True)
+    from unith_shell.sanitize import sanitize  # it may quote a file name or a config value
+
+    print(sanitize(f"{PROG}: {text}"), file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
