@@ -294,3 +294,43 @@ def test_a_scenario_file_name_with_control_characters_is_shown_visibly(tmp_path:
         assert "\x1b" not in text and "\x07" not in text, where
         assert "evil\\x1b]0;pwned\\x07.yaml" in text, where
     minidom.parseString(junit.read_bytes())
+
+
+# ---- item 2: what a reply can make the client hold, in bytes --------------------------------
+
+
+async def test_big_parts_past_the_turn_byte_cap_end_the_turn_and_the_session_goes_on(
+    tmp_path: Path,
+) -> None:
+    """Each part keeps its frame; 10,000 parts of just under the 1 MiB frame limit were
+    10 GiB (300 of them measured 1.2 GB peak RSS). Past 8 MiB the turn ends in one line."""
+    from aiohttp import web
+
+    from tests.hostile_network import _part
+
+    class BigParts(HostileServer):
+        async def _reply(self, ws: web.WebSocketResponse, mid: int, text: str) -> None:
+            if text == "big":
+                blob = "x" * 900_000
+                for order in range(40):
+                    await ws.send_str(_part(mid, order, blob, last=order == 39))
+            else:
+                await super()._reply(ws, mid, text)
+
+    async with BigParts() as server:
+        code, out, err = await run_cli(tmp_path, "--base-url", server.base("ok"), "-m", "big",
+                                       "-m", "hello")  # fmt: skip
+    await api.close_clients()
+    assert code == 4, err
+    assert "protocol error: more than 8388608 bytes of parts in one reply" in err
+    assert "Traceback" not in err and out.splitlines()[-1].endswith("two")
+    assert out.count("x" * 900_000) <= 9  # what arrived under the cap is kept and printed
+
+
+def test_the_turn_byte_cap_counts_text_when_no_size_is_given() -> None:
+    from unith_shell.protocol import ResponsePart, Turn, TurnOverflow
+
+    turn = Turn(message_id=1, max_bytes=10)
+    turn.add(ResponsePart(event="text", raw={}, text="12345", part_order=0))
+    with pytest.raises(TurnOverflow):
+        turn.add(ResponsePart(event="text", raw={}, text="123456", part_order=1))
