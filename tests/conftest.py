@@ -5,6 +5,7 @@ Helpers that test modules import live in tests/support.py, not here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,12 @@ import pytest
 
 from tests.support import SHELL_ENV_VARS, Harness, Make, start_shell
 from unith_shell.server import LocalServer, ServerConfig
+
+# Plugin folders and config files the tests make must pass the StrictModes check (not
+# writable by group or others). Under a umask of 002 (common for users with a group of their
+# own) every file and folder a test creates would be group-writable and refused, so the suite
+# would fail on such a machine for a reason unrelated to what it tests.
+os.umask(0o022)
 
 
 @pytest.fixture(autouse=True)

@@ -156,6 +156,41 @@ def cli_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def run_cli(args: list[str], home: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The real CLI as a subprocess (stdin closed), text output."""
+    return subprocess.run(
+        [*UNITH_SHELL, *args],
+        env=cli_env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+async def run_cli_async(
+    tmp_path: Path, *args: str, home: Path | None = None
+) -> tuple[int, str, str]:
+    """The real CLI in pipe mode, without blocking the loop a test's server runs in."""
+    proc = await asyncio.create_subprocess_exec(
+        *UNITH_SHELL,
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(home or tmp_path / "home"),
+    )
+    try:
+        async with asyncio.timeout(60):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
 def start_server(port: int) -> subprocess.Popen[str]:
     """``unith-shell serve`` in a subprocess on ``port``, returned once it listens."""
     proc = subprocess.Popen(

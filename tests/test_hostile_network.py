@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from tests.hostile_network import HostileServer
-from tests.support import UNITH_SHELL, Recorder, cli_env, wait_for
+from tests.support import Recorder, wait_for
+from tests.support import run_cli_async as run_cli
 from unith_shell import api
 from unith_shell.api import APITimeout, BadResponse, DownloadError, RedirectRefused, UnithAPI
 from unith_shell.protocol import ServerEvent, Turn
@@ -410,27 +411,6 @@ async def test_a_bad_base_url_is_not_echoed_with_its_password(tmp_path: Path) ->
 
 
 # ---- helpers -------------------------------------------------------------------------------
-
-
-async def run_cli(tmp_path: Path, *args: str, home: Path | None = None) -> tuple[int, str, str]:
-    """The real CLI in pipe mode, without blocking the loop the hostile server runs in."""
-    proc = await asyncio.create_subprocess_exec(
-        *UNITH_SHELL,
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=cli_env(home or tmp_path / "home"),
-    )
-    try:
-        async with asyncio.timeout(60):
-            out, err = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_status_never_shows_the_password_of_the_base_url(make: Any) -> None:

@@ -183,7 +183,7 @@ async def test_plugins_that_fail_to_load_are_reported_and_skipped(
     folder = shell_home / "config" / "plugins"
     folder.mkdir(parents=True)
     for name in ("broken_import", "unknown_hook", "transform"):
-        shutil.copy(fixture(name), folder)
+        shutil.copyfile(fixture(name), folder / f"{name}.py")  # mode from the umask
     (folder / "broken_syntax.py").write_text("def oops(:\n    pass\n")
     allow = "broken_import,broken_syntax,unknown_hook,transform"
     h = await make(env={"UNITH_SHELL_PLUGINS": allow})
@@ -275,8 +275,9 @@ async def test_strict_mode_reraises(make: Make, server: LocalServer) -> None:
 def _fill_plugins_dir(home: Path) -> Path:
     folder = home / "config" / "plugins"
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(fixture("recorder"), folder)
-    shutil.copy(fixture("transform"), folder)
+    # copyfile: the umask decides the mode, not the checkout (git may check files out 0664).
+    shutil.copyfile(fixture("recorder"), folder / "recorder.py")
+    shutil.copyfile(fixture("transform"), folder / "transform.py")
     (folder / "_private.py").write_text("raise RuntimeError('never loaded')\n")
     return folder
 
@@ -296,7 +297,7 @@ async def test_allowlist_selects_folder_plugins(make: Make, shell_home: Path) ->
 async def test_plugins_dir_and_plugin_flags(make: Make, tmp_path: Path) -> None:
     extra = tmp_path / "extra"
     extra.mkdir()
-    shutil.copy(fixture("transform"), extra)
+    shutil.copyfile(fixture("transform"), extra / "transform.py")
     h = await make(plugins_dirs=[str(extra)], env={"UNITH_SHELL_PLUGINS": "transform"})
     assert h.shell.plugins.infos["transform"].path == str(extra / "transform.py")
     # --plugin takes a module name too, and ignores the allowlist (it was asked for by name).

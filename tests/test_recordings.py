@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import UNITH_SHELL, Make, cli_env
+from tests.support import UNITH_SHELL, Make, cli_env, run_cli
 from unith_shell.config import Settings, paths
 from unith_shell.pipe import run_pipe
 from unith_shell.recordings.diff import DiffOptions, compare, painter, word_diff
@@ -61,17 +61,6 @@ async def replay_against(
         out, err = io.StringIO(), io.StringIO()
         status = await replay(load(original), settings, paths(), target, IGNORE_LATENCY, out, err)
     return status, out.getvalue()
-
-
-def run_cli(args: list[str], home: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*UNITH_SHELL, *args],
-        env=cli_env(home),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 # ---- the format -----------------------------------------------------------------------------

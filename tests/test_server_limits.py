@@ -176,3 +176,18 @@ def test_serving_beyond_loopback_warns_that_the_demo_password_is_public() -> Non
     out, err = _serve_first_lines("127.0.0.1")
     assert out.startswith("unith local server on http://127.0.0.1:")
     assert "warning" not in err
+
+
+async def test_a_deeply_nested_client_frame_is_invalid_json_not_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """json.loads raised RecursionError: aiohttp logged a traceback and closed with 1011."""
+    async with LocalServer() as server, connect(server.ws_url()) as ws:
+        await ws.send("[" * 100_000 + "]" * 100_000)
+        with pytest.raises(ConnectionClosed) as closed:
+            async with asyncio.timeout(10):
+                while True:
+                    await ws.recv()
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1007, "invalid JSON")
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text

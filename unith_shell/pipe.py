@@ -30,7 +30,7 @@ from unith_shell.protocol import (
     redact,
 )
 from unith_shell.render import View, describe_event, escape_text, raw_line, reply_text
-from unith_shell.sanitize import json_line, sanitize_block
+from unith_shell.sanitize import json_line, sanitize, sanitize_block
 from unith_shell.session import (
     HandshakeRefused,
     JoinRefused,
@@ -93,7 +93,7 @@ class PlainView(_PipeView):
         # A reply cut short keeps what arrived; its line's error (on stderr) says it was cut.
         if turn.message_id != GREETING_ID and (turn.ok or turn.first_part_at is not None):
             text = escape_text(reply_text(turn.parts))
-            listed = "".join(f"{i}) {escape_text(s)}\n" for i, s in enumerate(turn.suggestions, 1))
+            listed = "".join(f"{i}) {sanitize(s)}\n" for i, s in enumerate(turn.suggestions, 1))
             self._put(self.out, self.scrub((text + "\n" if text else "") + listed))
 
     def event(self, event: ServerEvent) -> None:
@@ -108,7 +108,9 @@ class PlainView(_PipeView):
     def notice(self, level: str, text: str) -> None:
         prefix = "error: " if level == "error" else ""
         where = f"{self.context}: " if self.context else ""
-        self._put(self.err, self.scrub(prefix + where + text) + "\n")
+        # One line per notice (one error line per failed message): a server's newline in a
+        # close reason or a detail is made visible, never a line of its own.
+        self._put(self.err, sanitize(self.scrub(prefix + where + text)) + "\n")
 
     def write(self, text: str) -> None:
         self._put(self.out, self.scrub(text) + "\n")

@@ -23,6 +23,9 @@ SECRET_KEYS = frozenset({"token", "access_token", "api_key", "password", "author
 
 #: Default cap on the parts of one reply, and on ``part_order`` (0 .. cap-1).
 DEFAULT_MAX_PARTS = 10_000
+#: Default cap on the bytes of the frames one reply keeps (each part holds its whole frame).
+#: Real replies are a few KiB; without it, 10,000 parts of 1 MiB each would be 10 GiB.
+DEFAULT_MAX_TURN_BYTES = 8 * 1024 * 1024
 
 
 class ProtocolError(ValueError):
@@ -493,7 +496,9 @@ class Turn:
 
     Memory and time are linear in the parts that arrived, whatever ``part_order`` says: at
     most ``max_parts`` parts are kept, a ``part_order`` of ``max_parts`` or more is refused
-    (:class:`TurnOverflow`), and nothing is ever sized by a part number.
+    (:class:`TurnOverflow`), and nothing is ever sized by a part number. The parts kept
+    hold at most ``max_bytes`` of frames (their size on the wire, as the session passes it)
+    between them; past that the turn is refused the same way.
     """
 
     message_id: int | None
@@ -510,6 +515,8 @@ class Turn:
     error: str | None = None
     suggestions: list[str] = field(default_factory=list)
     max_parts: int = DEFAULT_MAX_PARTS
+    max_bytes: int = DEFAULT_MAX_TURN_BYTES
+    _bytes: int = field(default=0, repr=False)
     _numbered: dict[int, ResponsePart] = field(default_factory=dict, repr=False)
     _unnumbered: list[ResponsePart] = field(default_factory=list, repr=False)
     _last_order: int | None = field(default=None, repr=False)
@@ -578,8 +585,13 @@ class Turn:
         """The ``is_last`` part is in, though earlier parts may still be missing."""
         return self._last_order is not None
 
-    def add(self, part: ResponsePart, now: float | None = None) -> list[ResponsePart]:
+    def add(
+        self, part: ResponsePart, now: float | None = None, size: int | None = None
+    ) -> list[ResponsePart]:
         """Add a part; return the parts that became showable in order (maybe none).
+
+        ``size`` is the part's frame on the wire (its text and media when not given); what
+        the turn keeps is bounded by ``max_bytes``.
 
         A part that arrives before its predecessors waits for them. The turn completes when
         the ``is_last`` part and every part before it are in; if the server skipped a part,
@@ -599,6 +611,7 @@ class Turn:
             self.suggestions = list(part.suggestions)
         if order is None:
             # No part_order at all [tolerance]: show in arrival order, after the numbered ones.
+            self._keep(part, size)
             self._unnumbered.append(part)
             if part.is_last:
                 tail = [*self._flush(), part]
@@ -607,6 +620,7 @@ class Turn:
             return [part]
         if order in self._numbered or order < 0:
             return []  # a duplicate (or nonsense order): the first copy wins
+        self._keep(part, size)
         self._numbered[order] = part
         if part.is_last:
             self._last_order = order
@@ -618,6 +632,13 @@ class Turn:
             ready.extend(self._flush())  # parts numbered past is_last, if any
             self._finish("last", now)
         return ready
+
+    def _keep(self, part: ResponsePart, size: int | None) -> None:
+        if size is None:
+            size = len(part.text) + sum(len(url) for url in part.media)
+        if self._bytes + size > self.max_bytes:
+            raise TurnOverflow(f"more than {self.max_bytes} bytes of parts in one reply")
+        self._bytes += size
 
     def finish(
         self, outcome: str, error: str | None = None, now: float | None = None

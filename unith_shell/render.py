@@ -22,6 +22,7 @@ from unith_shell.protocol import (
     SessionTimeout,
     Turn,
     UnknownEvent,
+    loads_bounded,
     redact,
 )
 from unith_shell.sanitize import sanitize, sanitize_block
@@ -262,7 +263,7 @@ class HumanView(View):
 
     def suggestions(self, suggestions: list[str]) -> None:
         if suggestions:
-            items = "  ".join(f"{i}) {escape_text(s)}" for i, s in enumerate(suggestions, 1))
+            items = "  ".join(f"{i}) {sanitize(s)}" for i, s in enumerate(suggestions, 1))
             self._emit(self.style.dim(f"  {items}   (type a number or /pick N)"))
 
     def turn_end(self, turn: Turn) -> None:
@@ -286,7 +287,9 @@ class HumanView(View):
         marker = {"error": self.style.error("error:"), "warn": self.style.warn("!")}.get(
             level, self.style.dim("*")
         )
-        self._emit(f"{marker} {sanitize_block(self.scrub(text))}")
+        # One line: a newline from a server (a close reason, a detail) is made visible, so it
+        # cannot start a line that looks like the shell's own.
+        self._emit(f"{marker} {sanitize(self.scrub(text))}")
 
     def frame(self, direction: str, data: str | bytes) -> None:
         arrow = "->" if direction == "out" else "<-"
@@ -298,7 +301,9 @@ def raw_line(data: str | bytes, limit: int = 2000) -> str:
     if isinstance(data, bytes):
         return f"<binary frame, {len(data)} bytes>"
     try:
-        obj = json.loads(data)
+        # Bounded like every frame the session parses: a 900-deep frame (which the session
+        # rejects) must not make redact() recurse until the reader task dies.
+        obj = loads_bounded(data)
     except ValueError:
         text = data
     else:

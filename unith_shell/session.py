@@ -771,7 +771,7 @@ class Session:
             if turn is not None:
                 had_last = turn.last_seen
                 try:
-                    ready = turn.add(event)
+                    ready = turn.add(event, size=size)  # the frame, raw dict and all
                 except TurnOverflow as exc:
                     await self._end_turn(turn, "failed", f"protocol error: {exc.reason}")
                     return event
@@ -794,7 +794,7 @@ class Session:
                     suggestions=event.suggestions,
                 )
                 try:
-                    ready = turn.add(as_part)
+                    ready = turn.add(as_part, size=size)
                 except TurnOverflow as exc:
                     await self._end_turn(turn, "failed", f"protocol error: {exc.reason}")
                     return event

@@ -18,7 +18,7 @@ from typing import Any
 from unith_shell.commands import CommandError, Context
 from unith_shell.config import ensure_private_dir, open_private
 from unith_shell.hookspecs import hookimpl
-from unith_shell.render import escape_text
+from unith_shell.sanitize import sanitize
 
 RECENT_FILE = "recent_heads.json"
 RECENT_MAX = 10
@@ -109,15 +109,16 @@ def complete_head(ctx: Context, text: str) -> list[str]:
 
 
 def show_info(ctx: Context, info: dict[str, Any]) -> None:
-    """The head's configuration; every value is server text, so it is escaped."""
+    """The head's configuration; every value is server text, escaped to one line each (a
+    newline in a name must not print a line that looks like the shell's own)."""
     opts = ctx.session.options
-    ctx.print(f"  {'head':<18}{escape_text(opts.org)}/{escape_text(opts.head)}")
+    ctx.print(f"  {'head':<18}{sanitize(opts.org)}/{sanitize(opts.head)}")
     for key in ("alias", "name", "language", "operation_mode", "streaming_enabled"):
         if key in info:
-            ctx.print(f"  {key:<18}{escape_text(str(info[key]))}")
+            ctx.print(f"  {key:<18}{sanitize(str(info[key]))}")
     phrases = info.get("phrases")
     if isinstance(phrases, list) and phrases:
-        ctx.print(f"  {'phrases':<18}" + escape_text("; ".join(str(p) for p in phrases)))
+        ctx.print(f"  {'phrases':<18}" + sanitize("; ".join(str(p) for p in phrases)))
     ctx.print(f"  {'connection':<18}{ctx.session.state.value}")
 
 

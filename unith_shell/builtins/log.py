@@ -36,7 +36,7 @@ from typing import Any, TextIO
 from unith_shell.commands import CommandError, Context
 from unith_shell.config import open_private
 from unith_shell.hookspecs import hookimpl
-from unith_shell.protocol import redact
+from unith_shell.protocol import loads_bounded, redact
 from unith_shell.recordings.format import disconnect_record, header_record
 from unith_shell.sanitize import json_line, sanitize_block
 
@@ -53,7 +53,7 @@ def frame_record(direction: str, data: str | bytes, head: str) -> dict[str, Any]
     else:
         payload = {"text": data}  # not JSON, or JSON null: kept as the raw text
         try:
-            obj = json.loads(data)
+            obj = loads_bounded(data)  # a 900-deep frame is kept as text, not a dead recorder
         except ValueError:
             obj = None
         if obj is not None:

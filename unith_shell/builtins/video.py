@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 from unith_shell.commands import CommandError, Context
 from unith_shell.hookspecs import hookimpl
-from unith_shell.render import escape_text
+from unith_shell.sanitize import sanitize
 
 USAGE = "usage: /video [--check | --open | --download [--force] PATH]"
 #: Print a progress line at most this often (seconds), plus one at the end.
@@ -323,10 +323,10 @@ async def video_command(ctx: Context, arg: str) -> None:
     )
     opts = ctx.session.options
     url = await ctx.session.api.idle_video_url(opts.org, opts.head)
-    ctx.print(escape_text(url))  # server text: no escape sequences reach the terminal
+    ctx.print(sanitize(url))  # server text, one line: no escape sequence, no line of its own
     if option == "--check":
         content_type, size = await check(ctx, url)
-        ctx.print(f"  type {escape_text(content_type)}, size {human_size(size)}")
+        ctx.print(f"  type {sanitize(content_type)}, size {human_size(size)}")
     elif option == "--open":
         try:
             launch(url)
@@ -335,7 +335,7 @@ async def video_command(ctx: Context, arg: str) -> None:
         ctx.print("  opened with the system's default handler")
     elif option == "--download":
         target, size = await download(ctx, url, path, force)
-        ctx.print(f"  saved {human_size(size)} to {escape_text(str(target))}")
+        ctx.print(f"  saved {human_size(size)} to {sanitize(str(target))}")
 
 
 def _complete(ctx: Context, text: str) -> list[str]:

@@ -188,21 +188,25 @@ def replay_main(argv: Sequence[str], env: dict[str, str]) -> int:
     try:
         settings = load_settings(flags, env=env, config_file=user_paths.config_file).settings
     except ConfigError as exc:
-        print(f"unith-shell replay: {exc}", file=sys.stderr)
+        print(f"unith-shell replay: {sanitize(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     org, _, head = original.head.partition("/")
     if not args.profile:  # the default is the recording's head; flags override each part
         settings.org = args.org or org or settings.org
         settings.head = args.head or head or settings.head
     from unith_shell.cli import _valid_base_url
+    from unith_shell.urls import display_url, plain_http_warning
 
     if not settings.local and not _valid_base_url(settings.base_url):
         print(
             f"unith-shell replay: error: base URL must be http://HOST or https://HOST, "
-            f"got {settings.base_url!r}",
+            f"got {display_url(settings.base_url)!r}",  # never a user:pass@ password
             file=sys.stderr,
         )
         return EXIT_USAGE
+    plain = None if settings.local else plain_http_warning(settings.base_url)
+    if plain:
+        print(f"unith-shell replay: warning: {plain}", file=sys.stderr)
     record_path = (
         Path(args.record).expanduser()
         if args.record

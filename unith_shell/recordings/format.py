@@ -14,7 +14,6 @@ is the reference; this module reads the file back as a greeting plus user turns.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from unith_shell.protocol import (
     ResponsePart,
     SessionTimeout,
     Turn,
+    loads_bounded,
     parse_object,
 )
 
@@ -188,7 +188,9 @@ def parse_lines(lines: Iterable[str], source: str) -> Recording:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            # Bounded as frames are: a recording is a file someone may have handed over, and
+            # a deeply nested line must be one error line, not a RecursionError traceback.
+            obj = loads_bounded(line)
         except ValueError:
             obj = None
         if not isinstance(obj, dict):

@@ -18,6 +18,7 @@ from unith_shell.builtins.log import record_to
 from unith_shell.commands import CommandError
 from unith_shell.config import Paths, Settings
 from unith_shell.pipe import _connect
+from unith_shell.protocol import ServerEvent
 from unith_shell.recordings.diff import (
     EXIT_DIFFERENT,
     EXIT_SAME,
@@ -31,7 +32,7 @@ from unith_shell.recordings.diff import (
     summary_line,
 )
 from unith_shell.recordings.format import Recording, RecordingError, load
-from unith_shell.render import View
+from unith_shell.render import View, describe_event
 from unith_shell.sanitize import sanitize
 from unith_shell.shell import Shell
 
@@ -51,6 +52,12 @@ class ReplayView(View):
 
     def write(self, text: str) -> None:
         self.notice("info", text)
+
+    def event(self, event: ServerEvent) -> None:
+        # No REPL hints (/retry, /reconnect): nobody can type them during a replay.
+        described = describe_event(event, hints=False)
+        if described is not None:
+            self.notice(*described)
 
 
 async def _settle() -> None:

@@ -84,7 +84,9 @@ def new_run_id() -> str:
 
 
 def _say(text: str) -> None:
-    print(f"{PROG}: {text}", file=sys.stderr, flush=True)
+    from unith_shell.sanitize import sanitize  # it may quote a file name or a config value
+
+    print(sanitize(f"{PROG}: {text}"), file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
@@ -109,6 +111,12 @@ def main(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
         _say(f"warning: {warning}")
     settings = loaded.settings
     home = paths(env)
+    if not settings.local:
+        from unith_shell.urls import plain_http_warning
+
+        plain = plain_http_warning(settings.base_url)
+        if plain:
+            _say(f"warning: {plain}")
 
     from unith_shell.scenario.assertions import load_registry
     from unith_shell.scenario.loader import ScenarioError, find_files, load_file

@@ -70,11 +70,14 @@ def failure_text(result: ScenarioResult) -> str:
     """The details of a run that did not pass: step, assertion, expected, actual, latency."""
     job = result.job
     rep = f", run {job.repetition}" if job.repetition > 1 else ""
-    out = [f"{_MARK[result.status].strip()} {sanitize(job.title)} ({job.scenario.where}{rep})"]
+    # A file name is outside text too (a cloned scenario folder): through the gate.
+    where = sanitize(job.scenario.where)
+    out = [f"{_MARK[result.status].strip()} {sanitize(job.title)} ({where}{rep})"]
     if result.message:
         out.append(f"  {sanitize(result.message)}")
     for step in result.failed_steps:
-        out.append(f"  {sanitize(step.step.label)} at {job.scenario.path}:{step.step.line}")
+        path = sanitize(str(job.scenario.path))
+        out.append(f"  {sanitize(step.step.label)} at {path}:{step.step.line}")
         if step.message:
             out.append(f"    {sanitize(step.message)}")
         for failure in step.failures:
@@ -263,7 +266,7 @@ def junit_xml(summary: Summary) -> str:
             "testcase",
             classname=sanitize(f"{job.scenario.path.stem}.{job.head_key}"),
             name=sanitize(name),
-            file=str(job.scenario.path),
+            file=sanitize(str(job.scenario.path)),  # XML 1.0 allows no control character
             line=str(job.scenario.line),
             time=f"{result.duration:.3f}",
         )

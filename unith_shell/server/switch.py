@@ -169,7 +169,7 @@ class Connection:
         if msg.type is WSMsgType.TEXT:
             try:
                 obj = json.loads(msg.data)
-            except ValueError:
+            except (ValueError, RecursionError):  # a deeply nested frame too: no traceback
                 await self.close(1007, "invalid JSON")  # [I]
                 return None
             if not isinstance(obj, dict):
