@@ -160,8 +160,8 @@ class SessionView:
         return self._session.api
 
     async def send(self, text: str) -> Turn | None:
-        """Deprecated alias of ``ctx.send(text)`` (earlier docs taught ``ctx.session.send``);
-        the same send path, ``before_send`` hooks included."""
+        """The same as ``ctx.send(text)`` (the docs' first example uses this spelling): one
+        send path, ``before_send`` hooks included."""
         return await self._shell.send(text)
 
     def reconnect(self) -> None:
