@@ -24,7 +24,7 @@ from unith_shell.server import LocalServer
 pytestmark = pytest.mark.timeout(60)
 
 PACKAGE = REPO / "unith_shell"
-BUNDLED_FILES = sorted((PACKAGE / "builtins").glob("*.py")) + [PACKAGE / "scenario/builtin.py"]
+BUNDLED_FILES = [*sorted((PACKAGE / "builtins").glob("*.py")), PACKAGE / "scenario/builtin.py"]
 DOCS = (REPO / "docs" / "plugins.md").read_text(encoding="utf-8")
 
 
@@ -181,9 +181,9 @@ async def test_ctx_state_is_private_to_each_plugin_and_lives_with_the_shell(
         "    ctx.print(f'{name} saw', ctx.state.get('turns', 0), 'as', ctx.plugin)\n"
     )
     for name in ("alpha", "beta"):
-        (tmp_path / f"{name}.py").write_text(source.replace("{name}", name).replace(
-            "'Count'", f"'{name.title()}Count'"
-        ))
+        (tmp_path / f"{name}.py").write_text(
+            source.replace("{name}", name).replace("'Count'", f"'{name.title()}Count'")
+        )
     h = await make(plugins=(str(tmp_path / "alpha.py"), str(tmp_path / "beta.py")))
     await h.say("one")
     await h.say("two")
@@ -291,3 +291,22 @@ def test_every_public_name_of_the_contract_is_documented() -> None:
             if not re.search(rf"`ctx\.{prefix}\.{name}\b", section)
         ]
     assert not missing, missing
+
+
+async def test_an_async_register_commands_is_refused_in_one_line(
+    make: Make, recwarn: pytest.WarningsRecorder
+) -> None:
+    h = await make(connect=False)
+
+    class Late:
+        @hookimpl
+        async def register_commands(self, register: Any) -> None:
+            register("late", lambda ctx, arg: None)  # pragma: no cover - never awaited
+
+    assert h.shell.plugins.add(Late(), "late")
+    h.shell.register_commands_of("late")
+    assert h.shell.registry.get("late") is None
+    assert (
+        "! plugin 'late': register_commands must be a plain function; its awaitable was discarded"
+    ) in h.lines
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]

@@ -330,45 +330,43 @@ class Plugins:
 
     def _dispatcher(self, caller: pluggy.HookCaller) -> HookDispatch:
         def dispatch(**kwargs: Any) -> Awaitable[None] | None:
-            kwargs["ctx"] = None  # each implementation that asks for ctx gets its own
-            results = caller(**kwargs)
-            if results is None:
-                return None
-            deferred = [r for r in (results if isinstance(results, list) else [results])]
-            deferred = [r for r in deferred if type(r) is _Deferred]
+            deferred = _deferred(caller, kwargs)
             return _await_all(deferred) if deferred else None
 
         return dispatch
 
+    def _caller(self, hook: str, only: str | None) -> pluggy.HookCaller | None:
+        """Hook ``hook`` of every plugin, or of plugin ``only``; ``None`` if nobody has it."""
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
+        if only is not None:
+            plugin = self.pm.get_plugin(only)
+            if plugin is None:
+                return None
+            others = [p for p in self.pm.get_plugins() if p is not plugin]
+            caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
+        return caller if caller.get_hookimpls() else None
+
     async def call(self, hook: str, *, only: str | None = None, **kwargs: Any) -> None:
         """Call ``hook`` (in pluggy's order, isolated) and await what it returns.
 
-        ``only`` limits the call to one plugin (a plugin loaded late gets ``shell_start``;
-        a plugin's ``register_commands`` runs when it is loaded).
+        ``only`` limits the call to one plugin (a plugin loaded late gets ``shell_start``).
         """
-        if only is None:
-            dispatch = getattr(self.hook, hook)
-            pending = dispatch(**kwargs) if dispatch is not None else None
-        else:
-            plugin = self.pm.get_plugin(only)
-            if plugin is None:
-                return
-            others = [p for p in self.pm.get_plugins() if p is not plugin]
-            caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
-            pending = self._dispatcher(caller)(**kwargs) if caller.get_hookimpls() else None
-        if pending is not None:
-            await pending
+        caller = self._caller(hook, only)
+        if caller is not None:
+            await _await_all(_deferred(caller, kwargs))
 
     def call_now(self, hook: str, *, only: str | None = None, **kwargs: Any) -> None:
-        """Like :meth:`call` where no loop may run (loading): an awaitable result is closed
-        unawaited, with a one-line notice."""
-        coroutine = self.call(hook, only=only, **kwargs)
-        try:
-            coroutine.send(None)
-        except StopIteration:
+        """Like :meth:`call`, for hooks that run while plugins load (``register_commands``,
+        ``register_assertions``): an awaitable result is closed unawaited, in one line."""
+        caller = self._caller(hook, only)
+        if caller is None:
             return
-        coroutine.close()
-        self.notify(f"{hook} must be a plain function: an awaitable result was discarded")
+        for item in _deferred(caller, kwargs):
+            _close(item.awaitable)
+            plugin = item.impl.plugin_name
+            self.notify(
+                f"plugin {plugin!r}: {hook} must be a plain function; its awaitable was discarded"
+            )
 
     def _guard(self, impl: pluggy.HookImpl, hook: str) -> None:
         """Replace ``impl.function`` by an isolating guard (see the class comment)."""
@@ -402,7 +400,7 @@ class Plugins:
                 function,
                 len(names),
                 lambda exc: fail(exc, None, None),
-                lambda result: _Deferred(manager._finish(impl, hook, result, None, None)),
+                lambda result: _Deferred(manager, impl, hook, result, None, None),
             )
             self._install(impl, guarded_simple, self._traced(impl, hook, guarded_simple))
             return
@@ -423,7 +421,7 @@ class Plugins:
                 fail(exc, target, snapshot)
                 return None
             if result is not None and inspect.isawaitable(result):
-                return _Deferred(manager._finish(impl, hook, result, target, rule))
+                return _Deferred(manager, impl, hook, result, target, rule)
             return result
 
         self._install(impl, guarded, self._traced(impl, hook, guarded))
@@ -575,21 +573,49 @@ def _transparent(*args: Any, **kwargs: Any) -> Generator[None, Any, Any]:
 
 
 class _Deferred:
-    """An implementation's awaitable, guarded; awaited after pluggy's loop."""
+    """An implementation's awaitable, returned by its guard; awaited (isolated, with the
+    time limit) after pluggy's loop."""
 
-    __slots__ = ("coroutine",)
+    __slots__ = ("awaitable", "hook", "impl", "manager", "rule", "target")
 
-    def __init__(self, coroutine: Coroutine[Any, Any, Any]) -> None:
-        self.coroutine = coroutine
+    def __init__(
+        self,
+        manager: Plugins,
+        impl: pluggy.HookImpl,
+        hook: str,
+        awaitable: Awaitable[Any],
+        target: Any,
+        rule: hookspecs.InPlace | None,
+    ) -> None:
+        self.manager = manager
+        self.impl = impl
+        self.hook = hook
+        self.awaitable = awaitable
+        self.target = target
+        self.rule = rule
+
+    def run(self) -> Coroutine[Any, Any, Any]:
+        return self.manager._finish(self.impl, self.hook, self.awaitable, self.target, self.rule)
+
+
+def _deferred(caller: pluggy.HookCaller, kwargs: dict[str, Any]) -> list[_Deferred]:
+    """Call the hook through pluggy; return the awaitables its implementations handed back."""
+    kwargs["ctx"] = None  # each implementation that asks for ctx gets its own
+    results = caller(**kwargs)
+    if not results:
+        return []
+    if type(results) is not list:  # a firstresult hook
+        results = [results]
+    return [r for r in results if type(r) is _Deferred]
 
 
 async def _await_all(deferred: list[_Deferred]) -> None:
     for index, item in enumerate(deferred):
         try:
-            await item.coroutine
+            await item.run()
         except BaseException:
             for rest in deferred[index + 1 :]:
-                rest.coroutine.close()
+                _close(rest.awaitable)
             raise
 
 
