@@ -81,10 +81,16 @@ def register_commands(register: Callable[..., Any], ctx: Context) -> None:
         usage="...", complete=...)``. ``handler(ctx, arg)`` receives a
         :class:`~unith_shell.context.Context` and the rest of the line as one string; it may
         be sync or async. ``complete`` is a list of words, or ``complete(ctx, text)`` returning
-        words, for completing the argument. A name that is already taken is refused with a
-        notice: the first plugin to register a name keeps it.
+        words, for completing the argument. Names and aliases are stored in lower case
+        (``/Shout`` and ``/shout`` are one command). A name that is already taken is refused
+        with a notice: the first plugin to register a name keeps it; a taken alias is left
+        out, with a one-line notice. Functions marked with
+        :func:`unith_shell.commands.command` in the plugin are registered the same way,
+        before this hook runs.
+    :param ctx: the plugin's :class:`~unith_shell.context.Context`.
 
-    The return value is ignored.
+    Must be a plain function (an awaitable it returns is discarded, with a notice). The
+    return value is ignored.
     """
 
 

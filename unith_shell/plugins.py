@@ -374,6 +374,9 @@ class Plugins:
         plugin = impl.plugin_name
         names = tuple(impl.argnames)
         ctx_at = names.index("ctx") if "ctx" in names else -1
+        if impl.wrapper:
+            setattr(impl, "function", self._guard_wrapper(impl, hook, function, ctx_at))  # noqa: B010
+            return
         rule = hookspecs.IN_PLACE.get(hook)
         target_at = -1
         added = False
@@ -390,9 +393,6 @@ class Plugins:
                 rule.restore(target, snapshot)
             manager._hook_failed(impl, hook, exc, timeout=timeout)
 
-        if impl.wrapper:
-            setattr(impl, "function", self._guard_wrapper(impl, hook, function, ctx_at))  # noqa: B010
-            return
         simple = ctx_at < 0 and rule is None and not getattr(impl, "kwargnames", ())
 
         if simple:
