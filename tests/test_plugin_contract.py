@@ -310,3 +310,69 @@ async def test_an_async_register_commands_is_refused_in_one_line(
         "! plugin 'late': register_commands must be a plain function; its awaitable was discarded"
     ) in h.lines
     assert not [w for w in recwarn if "never awaited" in str(w.message)]
+
+
+async def test_a_wrapper_that_names_no_argument_and_one_that_names_ctx(make: Make) -> None:
+    h = await make()
+    seen: list[str] = []
+
+    class Bare:
+        @hookimpl(wrapper=True)
+        def before_send(self) -> Generator[None, Any, Any]:
+            seen.append("bare")
+            return (yield)
+
+    class WithCtx:
+        @hookimpl(wrapper=True)
+        def turn_complete(self, ctx: Context) -> Generator[None, Any, Any]:
+            ctx.state["turns"] = ctx.state.get("turns", 0) + 1
+            return (yield)
+
+    assert h.shell.plugins.add(Bare(), "bare")
+    assert h.shell.plugins.add(WithCtx(), "withctx")
+    await h.say("hi")
+    assert h.sent_texts() == ["hi"] and seen == ["bare"]
+    assert h.shell.context("withctx").state == {"turns": 1}
+    assert not any("failed" in line for line in h.lines)
+
+
+class RecordingFrontEnd:
+    """A front end that counts what the shell asks of it."""
+
+    def __init__(self, interactive: bool) -> None:
+        self.interactive = interactive
+        self.refreshed = 0
+        self.cleared = 0
+
+    def refresh(self) -> None:
+        self.refreshed += 1
+
+    def clear_screen(self) -> None:
+        self.cleared += 1
+
+
+async def test_the_front_end_is_passed_in_and_used_through_its_protocol(make: Make) -> None:
+    h = await make()
+    front = RecordingFrontEnd(interactive=True)
+    h.shell.attach_front_end(front)
+    await h.say("hello")
+    assert front.refreshed > 0  # state, parts and turn changes repaint the toolbar
+    h.shell.suggestions = ["one", "two"]
+    await h.run("/clear")
+    assert front.cleared == 1
+    assert h.shell.message_text("1") == "1"  # no longer shown: a bare number is text
+
+
+@pytest.mark.parametrize("interactive", [True, False])
+async def test_request_exit_asks_once_while_a_reply_is_due(make: Make, interactive: bool) -> None:
+    h = await make(connect=False)
+    h.shell.attach_front_end(RecordingFrontEnd(interactive=interactive))
+    assert await h.shell.send("hello") is not None  # not connected: it waits in the queue
+    assert h.shell.session.pending
+    if interactive:
+        assert await h.run("/quit") == [
+            "! 1 message is still waiting for a reply; Ctrl+D or /quit again to exit"
+        ]
+        assert not h.shell.exit_requested
+    await h.run("/quit")  # pipe mode (not interactive) exits at once
+    assert h.shell.exit_requested

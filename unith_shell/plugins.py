@@ -546,20 +546,28 @@ def guarded({params}):
 """
 
 
+_GUARD_CODE: dict[int, Any] = {}
+
+
 def _fast_guard(
     function: Callable[..., Any],
     arity: int,
     fail: Callable[[Exception], None],
     defer: Callable[[Any], Any],
 ) -> Callable[..., Any]:
-    params = ", ".join(f"a{i}" for i in range(arity))
+    code = _GUARD_CODE.get(arity)
+    if code is None:  # compiled once per number of arguments
+        params = ", ".join(f"a{i}" for i in range(arity))
+        code = _GUARD_CODE[arity] = compile(
+            _FAST_GUARD.format(params=params), "<unith_shell guard>", "exec"
+        )
     namespace: dict[str, Any] = {
         "function": function,
         "fail": fail,
         "defer": defer,
         "isawaitable": inspect.isawaitable,
     }
-    exec(_FAST_GUARD.format(params=params), namespace)
+    exec(code, namespace)
     guarded: Callable[..., Any] = namespace["guarded"]
     return guarded
 
