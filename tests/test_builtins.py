@@ -17,7 +17,6 @@ import pytest
 from tests.support import UNITH_SHELL, Make, cli_env, fixture
 from unith_shell.builtins import head as head_mod
 from unith_shell.builtins import video as video_mod
-from unith_shell.commands import Context
 from unith_shell.server import LocalServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -52,7 +51,7 @@ async def test_head_switches_live_and_the_next_message_goes_to_the_new_head(
     await h.run("/head aiko")
     assert h.shell.session.options.head == "aiko"
     assert "You said “hi”" in (await h.say("hi")).text
-    assert h.shell.recent_heads[:2] == ["unith/aiko", "unith/kai"]
+    assert head_mod.recent_heads(h.shell.context("head"))[:2] == ["unith/aiko", "unith/kai"]
 
 
 async def test_head_without_argument_shows_the_head_info(make: Make) -> None:
@@ -86,7 +85,7 @@ async def test_head_completion_offers_known_heads(make: Make, shell_home: Path) 
         '[profiles.other]\norg = "zeta"\nhead = "bot"\n'
     )
     h = await make(local=True, connect=False)
-    ctx = Context(h.shell, "head")
+    ctx = h.shell.context("head")
     words = head_mod.complete_head(ctx, "")
     # current head, config heads, the local demo heads; short forms for the current org.
     for expected in ["unith/aiko", "acme/front", "acme/desk", "zeta/bot", "unith/kai", "kai"]:
@@ -97,8 +96,8 @@ async def test_head_completion_offers_known_heads(make: Make, shell_home: Path) 
     assert stat.S_IMODE(recent_file.stat().st_mode) == 0o600
     # Recent heads survive the shell: they are kept in the state folder.
     fresh = await make(connect=False)
-    assert "other/recent" in head_mod.complete_head(Context(fresh.shell, "head"), "other/")
-    assert "unith/kai" not in head_mod.complete_head(Context(fresh.shell, "head"), "")
+    assert "other/recent" in head_mod.complete_head(fresh.shell.context("head"), "other/")
+    assert "unith/kai" not in head_mod.complete_head(fresh.shell.context("head"), "")
 
 
 # ---- /video ---------------------------------------------------------------------------------

@@ -222,7 +222,7 @@ async def test_server_text_outside_replies_is_escaped(
     shell, screen = await make_shell(server.base_url, tmp_path)
     shells.append(shell)
     # A hostile alias and close reason: both are server text that is not a reply part.
-    shell.head_info = {"alias": "\x1b[41mEVIL\x07"}
+    shell.session.head_info = {"alias": "\x1b[41mEVIL\x07"}
     shell.notice("closed by the server with code 1008: \x1b]0;pwned\x07")
     await shell.session.connect()
     assert all("\x1b" not in line and "\x07" not in line for line in screen.lines)

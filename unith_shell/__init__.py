@@ -2,7 +2,7 @@
 
 The names plugin authors need are importable from here::
 
-    from unith_shell import hookimpl, UserMessage, ResponsePart, Turn
+    from unith_shell import hookimpl, command, Context, UserMessage, ResponsePart, Turn
 
 They are loaded on first use, so ``import unith_shell`` (and ``unith-shell --version``) stays
 cheap: no prompt-toolkit, websockets or httpx import happens here.
@@ -20,7 +20,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from unith_shell.commands import CommandError, Context
+    from unith_shell.commands import CommandError, command
+    from unith_shell.context import Context, FrontEnd
     from unith_shell.hookspecs import hookimpl, hookspec
     from unith_shell.protocol import (
         Choice,
@@ -44,8 +45,10 @@ if TYPE_CHECKING:
 _LAZY = {
     "hookimpl": "unith_shell.hookspecs",
     "hookspec": "unith_shell.hookspecs",
-    "Context": "unith_shell.commands",
+    "Context": "unith_shell.context",
+    "FrontEnd": "unith_shell.context",
     "CommandError": "unith_shell.commands",
+    "command": "unith_shell.commands",
     **{
         name: "unith_shell.protocol"
         for name in (
@@ -75,6 +78,7 @@ __all__ = [
     "ConversationEnd",
     "Echo",
     "FeedbackAck",
+    "FrontEnd",
     "Join",
     "KeepSessionReply",
     "NlpException",
@@ -86,6 +90,7 @@ __all__ = [
     "UnknownEvent",
     "UserMessage",
     "__version__",
+    "command",
     "hookimpl",
     "hookspec",
     "redact",

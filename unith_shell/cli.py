@@ -342,7 +342,7 @@ def list_plugins(argv: Sequence[str], env: dict[str, str]) -> int:
     # Load errors go to stderr: stdout is for the list (JSON must stay parseable).
     shell = Shell(loaded.settings, paths(env), env=env, write=_print_stderr)
     shell.load_plugins()
-    rows = plugin_rows(shell)
+    rows = plugin_rows(shell.context("plugins_cmd"))
     if args.json:
         import json
 

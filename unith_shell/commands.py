@@ -1,47 +1,24 @@
 """The slash-command registry: names, aliases, one-line help, argument completion.
 
-Built-in and third-party commands register here through the ``register_commands`` hook;
-``/help`` and the completer are generated from it.
+Built-in and third-party commands register here, through the ``register_commands`` hook or
+the :func:`command` decorator; ``/help`` and the completer are generated from it. Names and
+aliases are case-insensitive: they are stored in lower case, as ``/NAME`` is looked up.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
-if TYPE_CHECKING:
-    from unith_shell.config import Settings
-    from unith_shell.session import Session
-    from unith_shell.shell import Shell
+from unith_shell.context import Context as Context
 
-Handler = Callable[["Context", str], Union[Awaitable[Any], Any]]  # noqa: UP007
-Completer = Union[Sequence[str], Callable[["Context", str], Iterable[str]]]  # noqa: UP007
+Handler = Callable[[Context, str], Union[Awaitable[Any], Any]]  # noqa: UP007
+Completer = Union[Sequence[str], Callable[[Context, str], Iterable[str]]]  # noqa: UP007
 
-
-@dataclass(slots=True)
-class Context:
-    """What a command handler gets: the shell, its session and settings, and ``print``."""
-
-    shell: Shell
-    command: str = ""
-
-    @property
-    def session(self) -> Session:
-        return self.shell.session
-
-    @property
-    def settings(self) -> Settings:
-        return self.shell.settings
-
-    def print(self, *parts: object, sep: str = " ") -> None:
-        """Print a line above the prompt (or to stdout in pipe mode)."""
-        self.shell.print(sep.join(str(p) for p in parts))
-
-    def error(self, text: str) -> None:
-        """Print a one-line error."""
-        self.shell.notice(text, level="error")
+#: The attribute :func:`command` puts on a handler: (name, register keyword arguments).
+MARK = "__unith_shell_command__"
 
 
 @dataclass(slots=True)
@@ -53,6 +30,8 @@ class Command:
     aliases: tuple[str, ...] = ()
     complete: Completer | None = None
     plugin: str = ""
+    #: Aliases asked for but not added, each with the command that has the name.
+    dropped_aliases: tuple[tuple[str, str], ...] = ()
 
     async def run(self, ctx: Context, arg: str) -> None:
         result = self.handler(ctx, arg)
@@ -64,6 +43,41 @@ class Command:
             return []
         words = self.complete(ctx, text) if callable(self.complete) else self.complete
         return [w for w in words if w.startswith(text)]
+
+
+def command(
+    name: str,
+    *,
+    help: str = "",
+    usage: str = "",
+    aliases: Iterable[str] = (),
+    complete: Completer | None = None,
+) -> Callable[[Handler], Handler]:
+    """Mark a handler as a slash command of the plugin it is defined in (litecli style)::
+
+        @command("shout", help="Send a message in capitals", usage="TEXT")
+        async def shout(ctx, arg): ...
+
+    It is registered when the plugin is loaded, like ``register(...)`` in
+    ``register_commands``, with the same rules. The handler itself is returned unchanged.
+    """
+
+    def mark(handler: Handler) -> Handler:
+        meta = {"help": help, "usage": usage, "aliases": tuple(aliases), "complete": complete}
+        setattr(handler, MARK, (name, meta))
+        return handler
+
+    return mark
+
+
+def decorated_commands(plugin: object) -> Iterator[tuple[str, Handler, dict[str, Any]]]:
+    """``(name, handler, register keyword arguments)`` of each ``@command`` in ``plugin``."""
+    if plugin is None:
+        return
+    for value in list(vars(plugin).values()) if hasattr(plugin, "__dict__") else []:
+        mark = getattr(value, MARK, None) if callable(value) else None
+        if isinstance(mark, tuple) and len(mark) == 2:
+            yield mark[0], value, dict(mark[1])
 
 
 class CommandError(Exception):
@@ -86,17 +100,26 @@ class CommandRegistry:
         complete: Completer | None = None,
         plugin: str = "",
     ) -> Command:
-        """Add a command. A taken name raises ``ValueError`` (the first one keeps it)."""
-        name = name.lstrip("/").strip()
-        if not name or any(c.isspace() for c in name):
-            raise ValueError(f"invalid command name {name!r}")
+        """Add a command under its lower-case name. An invalid or taken name raises
+        ``ValueError`` (the first one keeps it); a taken alias is left out, and listed in the
+        command's ``dropped_aliases``."""
+        name = _normal(name)
         if not callable(handler):
             raise ValueError(f"handler of /{name} is not callable")
-        if self.get(name) is not None:
-            owner = self.get(name)
-            raise ValueError(f"/{name} is already registered by {owner.plugin if owner else '?'}")
-        alias_list = tuple(a.lstrip("/") for a in aliases if self.get(a.lstrip("/")) is None)
-        command = Command(name, handler, help, usage, alias_list, complete, plugin)
+        owner = self.get(name)
+        if owner is not None:
+            raise ValueError(f"/{name} is already registered by {owner.plugin or '?'}")
+        alias_list: list[str] = []
+        dropped: list[tuple[str, str]] = []
+        for alias in dict.fromkeys(_normal(a) for a in aliases):
+            taken = self.get(alias)
+            if taken is not None or alias == name:
+                dropped.append((alias, taken.name if taken else name))
+            else:
+                alias_list.append(alias)
+        command = Command(
+            name, handler, help, usage, tuple(alias_list), complete, plugin, tuple(dropped)
+        )
         self.commands[name] = command
         for alias in alias_list:
             self.aliases[alias] = name
@@ -124,6 +147,14 @@ class CommandRegistry:
             return match[0]
         prefixed = [c for c in candidates if c.startswith(name.lower()[:2])] if name else []
         return sorted(prefixed)[0] if prefixed else None
+
+
+def _normal(name: str) -> str:
+    """A command name as stored and looked up: no leading ``/``, lower case, one word."""
+    text = name.strip().lstrip("/").lower() if isinstance(name, str) else ""
+    if not text or any(c.isspace() or not c.isprintable() for c in text) or "/" in text:
+        raise ValueError(f"invalid command name {name!r}")
+    return text
 
 
 def split_command(line: str) -> tuple[str, str] | None:

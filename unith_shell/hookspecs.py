@@ -5,9 +5,17 @@ subset of these hooks, and may accept any subset of each hook's arguments (plugg
 only the names it asks for). Every implementation may be a plain function or return an
 awaitable (an ``async def`` works); the shell awaits it, with a time limit.
 
-Order: implementations run last-registered first, unless marked ``@hookimpl(tryfirst=True)``
-or ``@hookimpl(trylast=True)``. Bundled plugins are registered first, so third-party plugins
-run before them by default.
+Calls are pluggy's own: implementations run last-registered first, unless marked
+``@hookimpl(tryfirst=True)`` or ``@hookimpl(trylast=True)``; new-style wrappers
+(``@hookimpl(wrapper=True)``, a generator that yields once) are supported on the hooks in
+:data:`WRAPPABLE`; ``@hookimpl(optionalhook=True)`` on a hook this shell does not define is
+accepted and never called. Old-style ``hookwrapper=True``, a wrapper elsewhere, or an unknown
+hook without ``optionalhook`` refuse the plugin at load, in one line naming plugin and hook.
+Bundled plugins are registered first, so third-party plugins run before them by default.
+
+Every hook also accepts ``ctx``: the plugin's own :class:`~unith_shell.context.Context`
+(``ctx.state`` is private to the plugin). An awaitable an implementation returns is awaited
+after all implementations of that call have run, in their order.
 
 Errors: an implementation that raises, or whose awaitable does not finish within the time
 limit, is reported in one line naming the plugin and the hook, and that plugin is disabled
@@ -17,35 +25,77 @@ for that hook for the rest of the run; its other hooks keep working. With
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from unith_shell.context import Context
+    from unith_shell.protocol import ServerEvent, Turn, UserMessage
+    from unith_shell.session import Session
+    from unith_shell.shell import Shell
 
 PROJECT = "unith_shell"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+#: Hooks that accept ``@hookimpl(wrapper=True)``: the message path, where wrapping the other
+#: implementations (timing them, changing what they see) means something.
+WRAPPABLE = frozenset({"before_send", "after_receive", "turn_complete", "on_frame"})
+
+
+@dataclass(frozen=True, slots=True)
+class InPlace:
+    """A hook whose argument implementations change in place: ``fields`` of argument ``arg``
+    are put back when an implementation fails, and once ``stop_field`` is set the remaining
+    implementations are not called."""
+
+    arg: str
+    fields: tuple[str, ...]
+    stop_field: str
+
+    def snapshot(self, target: Any) -> tuple[Any, ...]:
+        return tuple(getattr(target, name) for name in self.fields)
+
+    def restore(self, target: Any, snapshot: tuple[Any, ...]) -> None:
+        for name, value in zip(self.fields, snapshot, strict=True):
+            setattr(target, name, value)
+
+    def stop(self, target: Any) -> bool:
+        return getattr(target, self.stop_field, None) is not None
+
+
+IN_PLACE = {"before_send": InPlace("message", ("text", "cancelled"), "cancelled")}
+
 
 @hookspec
-def register_commands(register: Any) -> None:
+def register_commands(register: Callable[..., Any], ctx: Context) -> None:
     """Add slash commands to the shell.
 
     Called once when the plugin is loaded (and again on ``/plugins reload``).
 
     :param register: call it as ``register(name, handler, help="...", aliases=(...),
         usage="...", complete=...)``. ``handler(ctx, arg)`` receives a
-        :class:`~unith_shell.commands.Context` and the rest of the line as one string; it may
+        :class:`~unith_shell.context.Context` and the rest of the line as one string; it may
         be sync or async. ``complete`` is a list of words, or ``complete(ctx, text)`` returning
-        words, for completing the argument. A name that is already taken is refused with a
-        notice: the first plugin to register a name keeps it.
+        words, for completing the argument. Names and aliases are stored in lower case
+        (``/Shout`` and ``/shout`` are one command). A name that is already taken is refused
+        with a notice: the first plugin to register a name keeps it; a taken alias is left
+        out, with a one-line notice. Functions marked with
+        :func:`unith_shell.commands.command` in the plugin are registered the same way,
+        before this hook runs.
+    :param ctx: the plugin's :class:`~unith_shell.context.Context`.
 
-    The return value is ignored.
+    Must be a plain function (an awaitable it returns is discarded, with a notice). The
+    return value is ignored.
     """
 
 
 @hookspec
-def before_send(message: Any, session: Any) -> None:
+def before_send(message: UserMessage, session: Session, ctx: Context) -> None:
     """Inspect or change a user message before it is queued for the socket.
 
     :param message: the :class:`~unith_shell.protocol.UserMessage`. Change ``message.text``
@@ -61,7 +111,7 @@ def before_send(message: Any, session: Any) -> None:
 
 
 @hookspec
-def after_receive(event: Any, session: Any) -> None:
+def after_receive(event: ServerEvent, session: Session, ctx: Context) -> None:
     """See every parsed server event before it is rendered or assembled into a turn.
 
     :param event: a :class:`~unith_shell.protocol.ServerEvent` subclass
@@ -77,7 +127,7 @@ def after_receive(event: Any, session: Any) -> None:
 
 
 @hookspec
-def turn_complete(turn: Any, session: Any) -> None:
+def turn_complete(turn: Turn, session: Session, ctx: Context) -> None:
     """A reply is complete (or ended without one).
 
     :param turn: the :class:`~unith_shell.protocol.Turn`: ``input`` (what the user typed),
@@ -95,7 +145,7 @@ def turn_complete(turn: Any, session: Any) -> None:
 
 
 @hookspec
-def on_connect(session: Any) -> None:
+def on_connect(session: Session, ctx: Context) -> None:
     """The session is connected: handshake done and greeting received.
 
     Called again after every reconnect and after ``/head`` switches heads.
@@ -108,7 +158,7 @@ def on_connect(session: Any) -> None:
 
 
 @hookspec
-def on_disconnect(session: Any, reason: str) -> None:
+def on_disconnect(session: Session, reason: str, ctx: Context) -> None:
     """The socket closed unexpectedly or by the server (the shell may reconnect afterwards).
 
     Not called when the shell closes the session itself (on exit, or when ``/head`` switches
@@ -122,7 +172,7 @@ def on_disconnect(session: Any, reason: str) -> None:
 
 
 @hookspec
-def on_frame(direction: str, data: Any, session: Any) -> None:
+def on_frame(direction: str, data: str | bytes, session: Session, ctx: Context) -> None:
     """See every raw frame, as sent or received, before parsing.
 
     For transcripts and debugging. Frames may carry secrets (the handshake carries the
@@ -136,9 +186,10 @@ def on_frame(direction: str, data: Any, session: Any) -> None:
     """
 
 
-@hookspec(historic=True)
-def shell_start(shell: Any) -> None:
-    """The shell is starting (historic: a plugin loaded later still gets this call).
+@hookspec
+def shell_start(shell: Shell, ctx: Context) -> None:
+    """The shell is starting; a plugin loaded later (``/plugins reload``) gets the call when
+    it is loaded.
 
     :param shell: the :class:`~unith_shell.shell.Shell`: ``shell.settings``,
         ``shell.session``, ``shell.print(text)``, ``shell.paths``.
@@ -148,7 +199,7 @@ def shell_start(shell: Any) -> None:
 
 
 @hookspec
-def shell_exit(shell: Any) -> None:
+def shell_exit(shell: Shell, ctx: Context) -> None:
     """The shell is exiting, after the socket was closed. Flush and close your files here.
 
     :param shell: the :class:`~unith_shell.shell.Shell`.
@@ -158,7 +209,7 @@ def shell_exit(shell: Any) -> None:
 
 
 @hookspec
-def register_assertions(register: Any) -> None:
+def register_assertions(register: Callable[..., Any], ctx: Context) -> None:
     """Add assertion kinds for ``unith-shell test`` scenarios (``expect: {KIND: VALUE}``).
 
     Called once per test run, before any scenario file is read; the built-in kinds

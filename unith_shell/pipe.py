@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from unith_shell.commands import CommandError, split_command
 from unith_shell.config import Paths, Settings
+from unith_shell.context import BasicFrontEnd
 from unith_shell.protocol import (
     GREETING_ID,
     NlpException,
@@ -359,8 +360,8 @@ async def run_pipe(
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     view: _PipeView = JsonView(out) if settings.json else PlainView(out, err)
-    shell = Shell(settings, paths, view=view)
-    shell.interactive = False  # no REPL hints, /quit does not ask
+    # Not interactive: no REPL hints, /quit does not ask.
+    shell = Shell(settings, paths, view=view, front_end=BasicFrontEnd(interactive=False))
     shell.load_plugins()
     await shell.start_plugins()
     session = shell.session
@@ -370,7 +371,7 @@ async def run_pipe(
             from unith_shell.builtins.log import record_to
 
             try:
-                record_to(shell, Path(record).expanduser())
+                record_to(shell.context("log"), Path(record).expanduser())
             except CommandError as exc:
                 view.notice("error", str(exc))
                 return EXIT_USAGE

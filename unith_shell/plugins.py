@@ -7,8 +7,11 @@ and a file owned by the user or root that group and others cannot write); each `
 (entry points and plugin folders); set but empty means bundled only. ``--no-plugins`` loads
 bundled plugins only.
 
-Hooks are called one implementation at a time (in pluggy's order), so that one broken
-plugin is reported and disabled for that hook while the others keep working.
+Hooks are called through pluggy's own loop, so its semantics hold (order, tryfirst/trylast,
+new-style ``wrapper=True`` on the hooks in :data:`hookspecs.WRAPPABLE`, ``optionalhook``,
+firstresult); what the shell does not support is refused at registration in one line. Each
+implementation is guarded, so one broken plugin is reported and disabled for that hook while
+the others keep working.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import importlib.util
 import inspect
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pluggy
@@ -85,20 +88,29 @@ class Plugins:
         trace: bool = False,
         hook_timeout: float = 5.0,
         notify: Notify | None = None,
+        context: Callable[[str], Any] | None = None,
     ) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.strict = strict
-        self.trace = trace
+        #: (implementation, untraced guard, traced guard) of every guarded implementation:
+        #: tracing swaps the guards, so that the untraced one pays nothing for it.
+        self._guards: list[tuple[pluggy.HookImpl, Callable[..., Any], Callable[..., Any]]] = []
+        self._trace = trace
         self.hook_timeout = hook_timeout
         self.notify: Notify = notify or (lambda text: print(text, file=sys.stderr))
+        #: The plugin's own ``ctx`` for an implementation that asks for it (the shell's).
+        self.context: Callable[[str], Any] = context or (lambda name: None)
         self.infos: dict[str, PluginInfo] = {}
         self.load_errors: list[str] = []
-        self._impls: dict[str, list[pluggy.HookImpl]] = {}
-        #: Hooks with at least one enabled implementation. The shell tests membership before
-        #: every call, so a hook nobody implements costs one set lookup on the message path.
+        #: ``hook.NAME``: ``None`` while nobody implements hook NAME (the one check the shell
+        #: makes on the message path), else ``dispatch(**kwargs)``, which calls it and returns
+        #: an awaitable, or ``None`` when there is nothing to await. Rebuilt when a plugin is
+        #: registered or removed.
+        self.hook = SimpleNamespace()
+        #: Hooks with at least one implementation.
         self.active: frozenset[str] = frozenset()
-        self._disabled: set[tuple[str, str]] = set()
+        self._changed()
 
     # ---- loading -----------------------------------------------------------------------------
 
@@ -224,27 +236,48 @@ class Plugins:
     ) -> bool:
         try:
             self.pm.register(plugin, name=name)
-            unknown = [
-                impl.function.__name__
-                for impls in self.pm.get_hookcallers(plugin) or []
-                for impl in ([] if impls.has_spec() else impls.get_hookimpls())
-            ]
-            if unknown:
-                self.pm.unregister(plugin)
-                raise pluggy.PluginValidationError(
-                    plugin, f"unknown hook(s): {', '.join(sorted(set(unknown)))}"
-                )
         except Exception as exc:
             self._load_failed(name, exc, path=path)
             return False
+        refusal = self._refusal(plugin)
+        if refusal is not None:
+            self.pm.unregister(plugin)
+            line = f"plugin {name!r}{f' ({path})' if path else ''} failed to load: {refusal}"
+            self.load_errors.append(line)
+            if self.strict:
+                raise PluginError(line)
+            self.notify(line)
+            return False
         if not version and isinstance(plugin, ModuleType):
             version = str(getattr(plugin, "__version__", ""))
-        hooks = sorted(
-            caller.name for caller in self.pm.get_hookcallers(plugin) or [] if caller.has_spec()
-        )
-        self.infos[name] = PluginInfo(name, source, version, path, hooks)
+        hooks = []
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            if not caller.has_spec():
+                continue  # an optionalhook for a hook this shell does not have: never called
+            hooks.append(caller.name)
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin:
+                    self._guard(impl, caller.name)
+        self.infos[name] = PluginInfo(name, source, version, path, sorted(hooks))
         self._changed()
         return True
+
+    def _refusal(self, plugin: object) -> str | None:
+        """Why the shell cannot honour a registered plugin's markers, in a few words."""
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            for impl in caller.get_hookimpls():
+                if impl.plugin is not plugin:
+                    continue
+                hook = caller.name
+                if not caller.has_spec():
+                    if not impl.optionalhook:
+                        return f"{hook}: no such hook (mark it optionalhook=True if optional)"
+                elif impl.hookwrapper:
+                    return f"{hook}: old-style hookwrapper=True is not supported; use wrapper=True"
+                elif impl.wrapper and hook not in hookspecs.WRAPPABLE:
+                    allowed = ", ".join(sorted(hookspecs.WRAPPABLE))
+                    return f"{hook}: wrapper=True is not supported here (only on {allowed})"
+        return None
 
     def add(self, plugin: object, name: str, source: str = "added at run time") -> bool:
         """Register an object with ``@hookimpl`` methods while the shell runs (``/log on``).
@@ -259,118 +292,349 @@ class Plugins:
         if plugin is not None:
             self.pm.unregister(plugin, name=name)
         self.infos.pop(name, None)
-        self._disabled = {d for d in self._disabled if d[0] != name}
+        self._guards = [g for g in self._guards if g[0].plugin_name != name]
         self._changed()
 
     # ---- calling -----------------------------------------------------------------------------
-
-    def impls(self, hook: str) -> list[pluggy.HookImpl]:
-        """Implementations of ``hook`` in call order, without disabled ones (cached)."""
-        cached = self._impls.get(hook)
-        if cached is None:
-            caller = getattr(self.pm.hook, hook)
-            # pluggy calls the last registered first, tryfirst before, trylast after.
-            cached = [
-                impl
-                for impl in reversed(caller.get_hookimpls())
-                if (impl.plugin_name, hook) not in self._disabled
-            ]
-            self._impls[hook] = cached
-        return cached
-
-    def has(self, hook: str) -> bool:
-        return hook in self.active
+    #
+    # Calls go through pluggy's own loop (``HookCaller.__call__``), so ordering, tryfirst and
+    # trylast, new-style wrappers and firstresult are pluggy's. Isolation lives in one place:
+    # each implementation's function is replaced at registration by a guard
+    # (:meth:`_guard`) that reports and disables a failing one, and hands an awaitable result
+    # back as a deferred coroutine; the dispatcher awaits those in order after pluggy's
+    # loop (as datasette does). No awaitable, no await.
 
     def _changed(self) -> None:
-        self._impls.clear()
-        self.active = frozenset(name for name in HOOK_NAMES if self.impls(name))
+        dispatch: dict[str, HookDispatch | None] = {}
+        for name in HOOK_NAMES:
+            caller = getattr(self.pm.hook, name)
+            dispatch[name] = self._dispatcher(caller) if caller.get_hookimpls() else None
+        self.hook = SimpleNamespace(**dispatch)
+        self.active = frozenset(name for name, d in dispatch.items() if d is not None)
 
-    async def call(
-        self,
-        hook: str,
-        kwargs: dict[str, Any],
-        *,
-        stop: Callable[[], bool] | None = None,
-        only: str | None = None,
-    ) -> list[Any]:
-        """Call every implementation of ``hook`` in order, isolated; return their results.
+    @property
+    def trace(self) -> bool:
+        """One line per implementation called (``/plugins trace on``)."""
+        return self._trace
 
-        ``stop`` is checked after each implementation (``before_send`` stops on a cancel).
-        ``only`` limits the call to one plugin (used for late ``shell_start``).
+    @trace.setter
+    def trace(self, on: bool) -> None:
+        self._trace = on
+        for impl, fast, traced in self._guards:
+            if impl.function in (fast, traced):  # not disabled meanwhile
+                setattr(impl, "function", traced if on else fast)  # noqa: B010
+
+    def has(self, hook: str) -> bool:
+        """True if at least one plugin implements ``hook``."""
+        return hook in self.active
+
+    def _dispatcher(self, caller: pluggy.HookCaller) -> HookDispatch:
+        def dispatch(**kwargs: Any) -> Awaitable[None] | None:
+            deferred = _deferred(caller, kwargs)
+            return _await_all(deferred) if deferred else None
+
+        return dispatch
+
+    def _caller(self, hook: str, only: str | None) -> pluggy.HookCaller | None:
+        """Hook ``hook`` of every plugin, or of plugin ``only``; ``None`` if nobody has it."""
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
+        if only is not None:
+            plugin = self.pm.get_plugin(only)
+            if plugin is None:
+                return None
+            others = [p for p in self.pm.get_plugins() if p is not plugin]
+            caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
+        return caller if caller.get_hookimpls() else None
+
+    async def call(self, hook: str, *, only: str | None = None, **kwargs: Any) -> None:
+        """Call ``hook`` (in pluggy's order, isolated) and await what it returns.
+
+        ``only`` limits the call to one plugin (a plugin loaded late gets ``shell_start``).
         """
-        results: list[Any] = []
-        # Only before_send's message can be half-changed by a failing hook; keep the
-        # per-implementation cost of the other hooks to the call itself.
-        message = kwargs.get("message")
-        trace = self.trace
-        snapshot: dict[str, Any] = {}
-        started = 0.0
-        for impl in self.impls(hook):
-            if only is not None and impl.plugin_name != only:
-                continue
-            if message is not None:
-                snapshot = _snapshot(kwargs)
-            if trace:
-                started = time.perf_counter()
+        caller = self._caller(hook, only)
+        if caller is not None:
+            await _await_all(_deferred(caller, kwargs))
+
+    def call_now(self, hook: str, *, only: str | None = None, **kwargs: Any) -> None:
+        """Like :meth:`call`, for hooks that run while plugins load (``register_commands``,
+        ``register_assertions``): an awaitable result is closed unawaited, in one line."""
+        caller = self._caller(hook, only)
+        if caller is None:
+            return
+        for item in _deferred(caller, kwargs):
+            _close(item.awaitable)
+            plugin = item.impl.plugin_name
+            self.notify(
+                f"plugin {plugin!r}: {hook} must be a plain function; its awaitable was discarded"
+            )
+
+    def _guard(self, impl: pluggy.HookImpl, hook: str) -> None:
+        """Replace ``impl.function`` by an isolating guard (see the class comment)."""
+        function = impl.function
+        plugin = impl.plugin_name
+        names = tuple(impl.argnames)
+        ctx_at = names.index("ctx") if "ctx" in names else -1
+        if impl.wrapper:
+            setattr(impl, "function", self._guard_wrapper(impl, hook, function, ctx_at))  # noqa: B010
+            return
+        rule = hookspecs.IN_PLACE.get(hook)
+        target_at = -1
+        added = False
+        if rule is not None:
+            if rule.arg in names:
+                target_at = names.index(rule.arg)
+            else:  # the guard needs the argument even if the implementation does not
+                setattr(impl, "argnames", (*names, rule.arg))  # noqa: B010 (Final in pluggy)
+                target_at, added = len(names), True
+        manager = self
+
+        def fail(exc: BaseException, target: Any, snapshot: Any, timeout: bool = False) -> None:
+            if rule is not None and target is not None:
+                rule.restore(target, snapshot)
+            manager._hook_failed(impl, hook, exc, timeout=timeout)
+
+        simple = ctx_at < 0 and rule is None and not getattr(impl, "kwargnames", ())
+
+        if simple:
+            guarded_simple = _fast_guard(
+                function,
+                len(names),
+                lambda exc: fail(exc, None, None),
+                lambda result: _Deferred(manager, impl, hook, result, None, None),
+            )
+            self._install(impl, guarded_simple, self._traced(impl, hook, guarded_simple))
+            return
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            target = args[target_at] if target_at >= 0 else None
+            if rule is not None and rule.stop(target):
+                return None  # an earlier implementation ended it (before_send: cancelled)
+            if added or ctx_at >= 0:
+                args_list = list(args[:-1] if added else args)
+                if ctx_at >= 0:
+                    args_list[ctx_at] = manager.context(plugin)
+                args = tuple(args_list)
+            snapshot = rule.snapshot(target) if rule is not None else None
             try:
-                result = impl.function(*[kwargs[arg] for arg in impl.argnames])
-                if result is not None and inspect.isawaitable(result):
-                    result = await asyncio.wait_for(_awaitable(result), self.hook_timeout)
-            except asyncio.CancelledError:
-                raise
-            except TimeoutError as exc:
-                self._hook_failed(impl.plugin_name, hook, exc, kwargs, snapshot, timeout=True)
-                continue
+                result = function(*args, **kwargs)
             except Exception as exc:
-                self._hook_failed(impl.plugin_name, hook, exc, kwargs, snapshot)
-                continue
-            if trace:
-                ms = (time.perf_counter() - started) * 1000
-                self.notify(f"trace: {hook} -> {impl.plugin_name} ({ms:.2f} ms) = {result!r:.60}")
-            results.append(result)
-            if stop is not None and stop():
-                break
-        return results
+                fail(exc, target, snapshot)
+                return None
+            if result is not None and inspect.isawaitable(result):
+                return _Deferred(manager, impl, hook, result, target, rule)
+            return result
+
+        self._install(impl, guarded, self._traced(impl, hook, guarded))
+
+    def _install(
+        self, impl: pluggy.HookImpl, fast: Callable[..., Any], traced: Callable[..., Any]
+    ) -> None:
+        self._guards.append((impl, fast, traced))
+        setattr(impl, "function", traced if self._trace else fast)  # noqa: B010
+
+    def _traced(
+        self, impl: pluggy.HookImpl, hook: str, guarded: Callable[..., Any]
+    ) -> Callable[..., Any]:
+        """``guarded`` plus one trace line per call (an awaitable's when it is done)."""
+
+        def traced(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            result = guarded(*args, **kwargs)
+            if type(result) is not _Deferred:  # an awaitable is traced when it is done
+                self._trace_line(hook, impl.plugin_name, started, result)
+            return result
+
+        return traced
+
+    def _guard_wrapper(
+        self, impl: pluggy.HookImpl, hook: str, function: Callable[..., Any], ctx_at: int
+    ) -> Callable[..., Generator[None, Any, Any]]:
+        """A new-style wrapper, isolated: a failing one steps aside (the inner call runs)."""
+        manager = self
+
+        def guarded_wrapper(*args: Any, **kwargs: Any) -> Generator[None, Any, Any]:
+            if ctx_at >= 0:
+                args = (*args[:ctx_at], manager.context(impl.plugin_name), *args[ctx_at + 1 :])
+            try:
+                gen = function(*args, **kwargs)
+                next(gen)
+            except Exception as exc:
+                if isinstance(exc, StopIteration):
+                    exc = RuntimeError("the wrapper did not yield")
+                manager._hook_failed(impl, hook, exc)
+                return (yield)
+            try:
+                result = yield
+            except Exception as inner:
+                return gen.throw(inner)  # StopIteration's value is the new result
+            try:
+                gen.send(result)
+            except StopIteration as stop:
+                return stop.value
+            except Exception as exc:
+                manager._hook_failed(impl, hook, exc)
+                return result
+            gen.close()
+            manager._hook_failed(impl, hook, RuntimeError("the wrapper yielded twice"))
+            return result
+
+        return guarded_wrapper
+
+    async def _finish(
+        self,
+        impl: pluggy.HookImpl,
+        hook: str,
+        awaitable: Awaitable[Any],
+        target: Any,
+        rule: hookspecs.InPlace | None,
+    ) -> Any:
+        """Await one implementation's awaitable, within the time limit, isolated."""
+        if rule is not None and rule.stop(target):
+            _close(awaitable)
+            return None
+        snapshot = rule.snapshot(target) if rule is not None else None
+        started = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(_awaitable(awaitable), self.hook_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if rule is not None and snapshot is not None:
+                rule.restore(target, snapshot)
+            self._hook_failed(impl, hook, exc, timeout=isinstance(exc, TimeoutError))
+            return None
+        if self._trace:
+            self._trace_line(hook, impl.plugin_name, started, result)
+        return result
+
+    def _trace_line(self, hook: str, plugin: str, started: float, result: Any) -> None:
+        ms = (time.perf_counter() - started) * 1000
+        self.notify(f"trace: {hook} -> {plugin} ({ms:.2f} ms) = {result!r:.60}")
 
     def _hook_failed(
-        self,
-        plugin: str,
-        hook: str,
-        exc: BaseException,
-        kwargs: dict[str, Any],
-        snapshot: dict[str, Any],
-        timeout: bool = False,
+        self, impl: pluggy.HookImpl, hook: str, exc: BaseException, timeout: bool = False
     ) -> None:
-        _restore(kwargs, snapshot)
+        plugin = impl.plugin_name
         why = f"did not finish within {self.hook_timeout:g} s" if timeout else _one_line(exc)
         if self.strict:
             raise PluginError(f"plugin {plugin!r} failed in {hook}: {why}") from exc
-        self._disabled.add((plugin, hook))
-        self._changed()
+        # Disabled for this hook: the implementation becomes a no-op (a wrapper steps aside).
+        setattr(impl, "function", _transparent if impl.wrapper else _nothing)  # noqa: B010
         info = self.infos.get(plugin)
         if info is not None and hook not in info.disabled_hooks:
             info.disabled_hooks.append(hook)
         self.notify(f"plugin {plugin!r} failed in {hook}: {why}; {hook} disabled for it")
 
 
-async def _awaitable(value: Any) -> Any:
+HookDispatch = Callable[..., "Awaitable[None] | None"]
+
+
+#: The guard of a plain implementation, compiled for its number of arguments: on the message
+#: path a fixed signature costs less than ``*args`` (see benchmarks/hooks.py).
+_FAST_GUARD = """
+def guarded({params}):
+    try:
+        result = function({params})
+    except Exception as exc:
+        fail(exc)
+        return None
+    if result is None:
+        return None
+    if isawaitable(result):
+        return defer(result)
+    return result
+"""
+
+
+_GUARD_CODE: dict[int, Any] = {}
+
+
+def _fast_guard(
+    function: Callable[..., Any],
+    arity: int,
+    fail: Callable[[Exception], None],
+    defer: Callable[[Any], Any],
+) -> Callable[..., Any]:
+    code = _GUARD_CODE.get(arity)
+    if code is None:  # compiled once per number of arguments
+        params = ", ".join(f"a{i}" for i in range(arity))
+        code = _GUARD_CODE[arity] = compile(
+            _FAST_GUARD.format(params=params), "<unith_shell guard>", "exec"
+        )
+    namespace: dict[str, Any] = {
+        "function": function,
+        "fail": fail,
+        "defer": defer,
+        "isawaitable": inspect.isawaitable,
+    }
+    exec(code, namespace)
+    guarded: Callable[..., Any] = namespace["guarded"]
+    return guarded
+
+
+def _nothing(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def _transparent(*args: Any, **kwargs: Any) -> Generator[None, Any, Any]:
+    return (yield)
+
+
+class _Deferred:
+    """An implementation's awaitable, returned by its guard; awaited (isolated, with the
+    time limit) after pluggy's loop."""
+
+    __slots__ = ("awaitable", "hook", "impl", "manager", "rule", "target")
+
+    def __init__(
+        self,
+        manager: Plugins,
+        impl: pluggy.HookImpl,
+        hook: str,
+        awaitable: Awaitable[Any],
+        target: Any,
+        rule: hookspecs.InPlace | None,
+    ) -> None:
+        self.manager = manager
+        self.impl = impl
+        self.hook = hook
+        self.awaitable = awaitable
+        self.target = target
+        self.rule = rule
+
+    def run(self) -> Coroutine[Any, Any, Any]:
+        return self.manager._finish(self.impl, self.hook, self.awaitable, self.target, self.rule)
+
+
+def _deferred(caller: pluggy.HookCaller, kwargs: dict[str, Any]) -> list[_Deferred]:
+    """Call the hook through pluggy; return the awaitables its implementations handed back."""
+    kwargs["ctx"] = None  # each implementation that asks for ctx gets its own
+    results = caller(**kwargs)
+    if not results:
+        return []
+    if type(results) is not list:  # a firstresult hook
+        results = [results]
+    return [r for r in results if type(r) is _Deferred]
+
+
+async def _await_all(deferred: list[_Deferred]) -> None:
+    for index, item in enumerate(deferred):
+        try:
+            await item.run()
+        except BaseException:
+            for rest in deferred[index + 1 :]:
+                _close(rest.awaitable)
+            raise
+
+
+def _close(awaitable: Awaitable[Any]) -> None:
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()
+
+
+async def _awaitable(value: Awaitable[Any]) -> Any:
     return await value
-
-
-def _snapshot(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """What a failing hook may have half-changed: ``message.text`` for ``before_send``."""
-    message = kwargs.get("message")
-    if message is not None and hasattr(message, "text"):
-        return {"text": message.text, "cancelled": getattr(message, "cancelled", None)}
-    return {}
-
-
-def _restore(kwargs: dict[str, Any], snapshot: dict[str, Any]) -> None:
-    message = kwargs.get("message")
-    if message is not None and snapshot:
-        message.text = snapshot["text"]
-        if hasattr(message, "cancelled"):
-            message.cancelled = snapshot["cancelled"]
 
 
 def _one_line(exc: BaseException) -> str:

@@ -30,7 +30,6 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.patch_stdout import StdoutProxy
 from prompt_toolkit.shortcuts import clear
 
-from unith_shell.commands import Context
 from unith_shell.config import ensure_private_dir, open_private
 from unith_shell.shell import Shell
 
@@ -146,13 +145,30 @@ class ShellCompleter(Completer):
         if command is None:
             return
         current = rest.rsplit(" ", 1)[-1]
-        ctx = Context(self.shell, command.name)
+        ctx = self.shell.context(command.plugin).for_command(command.name)
         try:
             words = command.completions(ctx, current)
         except Exception:  # a plugin's completer must not break typing
             return
         for word in words:
             yield Completion(word, start_position=-len(current))
+
+
+class ReplFrontEnd:
+    """The REPL as the shell's front end: a repaint of the toolbar, the screen to clear."""
+
+    interactive = True
+
+    def __init__(self, prompt: PromptSession[str]) -> None:
+        self.prompt = prompt
+
+    def refresh(self) -> None:
+        app = self.prompt.app
+        if app.is_running:
+            app.invalidate()
+
+    def clear_screen(self) -> None:
+        clear()
 
 
 async def _interrupt_turn(shell: Shell) -> None:
@@ -246,13 +262,7 @@ async def run_repl(shell: Shell) -> int:
         mouse_support=False,
     )
 
-    def invalidate() -> None:
-        app = prompt.app
-        if app.is_running:
-            app.invalidate()
-
-    shell.on_change = invalidate
-    shell.clear_screen = clear
+    shell.attach_front_end(ReplFrontEnd(prompt))
     try:
         settings.prompt.format(head="", org="", alias="")
     except (KeyError, IndexError, ValueError) as exc:

@@ -1,5 +1,8 @@
 """The host that joins session, plugins, commands and a view; front ends drive it.
 
+Plugins see it only through :class:`~unith_shell.context.Context`; the front end (REPL, pipe
+mode, a test) is passed in as a :class:`~unith_shell.context.FrontEnd`.
+
 In: a line -> a command, or ``before_send`` hooks -> the session's queue -> the socket.
 Out: the socket -> parse -> ``after_receive`` hooks -> turn assembly -> the view.
 """
@@ -8,15 +11,22 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from unith_shell import api
-from unith_shell.commands import CommandError, CommandRegistry, Context, literal_text, split_command
+from unith_shell.commands import (
+    Command,
+    CommandError,
+    CommandRegistry,
+    decorated_commands,
+    literal_text,
+    split_command,
+)
 from unith_shell.config import Paths, Settings
-from unith_shell.plugins import PluginError, Plugins
+from unith_shell.context import BasicFrontEnd, Context, FrontEnd, SessionView
+from unith_shell.plugins import PluginError, Plugins, allowlist
 from unith_shell.protocol import (
     GREETING_ID,
     Join,
@@ -51,6 +61,7 @@ class Shell(SessionListener):
         view: View | None = None,
         env: Mapping[str, str] | None = None,
         write: Callable[[str], None] | None = None,
+        front_end: FrontEnd | None = None,
     ) -> None:
         self.settings = settings
         self.paths = paths
@@ -61,28 +72,45 @@ class Shell(SessionListener):
         self._secrets_of: object = object()  # the credentials _secrets was computed for
         self.view: View = view or HumanView(self._write, self.style, self.speaker)
         self.view.scrub = self.scrub
+        self.front_end: FrontEnd = front_end or BasicFrontEnd()
         self.registry = CommandRegistry()
+        #: Each plugin's ``ctx`` (and so its ``ctx.state``), made on first use.
+        self._contexts: dict[str, Context] = {}
         self.plugins = Plugins(
             strict=settings.strict_plugins,
             trace=settings.trace_plugins,
             notify=lambda text: self.notice(text, level="warn"),
+            context=self.context,
         )
         self.session = Session(session_options(settings), self)
         self.api = self.session.api
+        #: The last reply's suggestions while they are shown: a bare number picks one.
         self.suggestions: list[str] = []
-        self.head_info: dict[str, Any] | None = None
-        self.recent_heads: list[str] = []
+        #: Set by ``ctx.request_exit()`` (``/quit``): the front end exits after the command.
         self.exit_requested = False
-        self.on_change: Callable[[], None] = lambda: None
-        #: Set by the front end: clears the screen (``/clear``).
-        self.clear_screen: Callable[[], None] = lambda: None
-        #: The most recent message, if it got no reply: what ``/retry`` offers.
-        self.last_failed: Turn | None = None
+        #: The turn of the most recent message given to :meth:`send` (what ``/retry`` checks).
+        self.last_message: Turn | None = None
         self._labelled: set[int] = set()
-        #: False in pipe mode: no REPL-only hints (``/retry``, Ctrl+D), no quit confirmation.
-        self.interactive = True
         #: Set by a first ``/quit`` or Ctrl+D while messages wait for a reply; the next exits.
         self.quit_asked = False
+
+    @property
+    def interactive(self) -> bool:
+        """False in pipe mode: no REPL-only hints (``/retry``, Ctrl+D), no quit confirmation."""
+        return self.front_end.interactive
+
+    def attach_front_end(self, front_end: FrontEnd) -> None:
+        """The front end that drives this shell from now on (the REPL, once its prompt
+        exists)."""
+        self.front_end = front_end
+        front_end.refresh()
+
+    def context(self, plugin: str) -> Context:
+        """The ``ctx`` of ``plugin``: the same object (and ``state``) for the shell's life."""
+        ctx = self._contexts.get(plugin)
+        if ctx is None:
+            ctx = self._contexts[plugin] = Context(self, plugin, {})
+        return ctx
 
     # ---- start and stop -----------------------------------------------------------------------
 
@@ -102,37 +130,64 @@ class Shell(SessionListener):
             self.register_commands_of(name)
 
     def register_commands_of(self, plugin: str) -> None:
-        def register(name: str, handler: Any, **kwargs: Any) -> None:
+        """Add ``plugin``'s commands: its ``@command`` functions and its ``register_commands``."""
+
+        def register(name: str, handler: Any, **kwargs: Any) -> Command | None:
             try:
-                self.registry.register(name, handler, plugin=plugin, **kwargs)
+                command = self.registry.register(name, handler, plugin=plugin, **kwargs)
             except (ValueError, TypeError) as exc:
                 self.notice(f"plugin {plugin!r}: command not added: {exc}", level="warn")
+                return None
+            for alias, owner in command.dropped_aliases:
+                self.notice(
+                    f"plugin {plugin!r}: alias /{alias} of /{command.name} not added: "
+                    f"/{alias} is taken by /{owner}",
+                    level="warn",
+                )
+            return command
 
-        self._call_sync_only("register_commands", {"register": register}, plugin)
-
-    def _call_sync_only(self, hook: str, kwargs: dict[str, Any], plugin: str) -> None:
-        # register_commands runs at load time, before the loop runs the shell; its
-        # implementations are plain functions (an awaitable result is ignored).
-        for impl in self.plugins.impls(hook):
-            if impl.plugin_name != plugin:
-                continue
-            try:
-                result = impl.function(*[kwargs[a] for a in impl.argnames])
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-            except Exception as exc:
-                if self.plugins.strict:
-                    raise PluginError(f"plugin {plugin!r} failed in {hook}: {exc}") from exc
-                self.notice(f"plugin {plugin!r} failed in {hook}: {exc}", level="warn")
+        module = self.plugins.pm.get_plugin(plugin)
+        for name, handler, meta in decorated_commands(module):
+            register(name, handler, **meta)
+        self.plugins.call_now("register_commands", only=plugin, register=register)
 
     async def start_plugins(self, only: str | None = None) -> None:
-        await self.plugins.call("shell_start", {"shell": self}, only=only)
+        await self.plugins.call("shell_start", only=only, shell=self)
 
     async def stop(self) -> None:
         await self.session.close()
-        await self.plugins.call("shell_exit", {"shell": self})
+        await self.plugins.call("shell_exit", shell=self)
         await api.close_clients()
+
+    async def reload_plugins(self) -> list[str]:
+        """Forget every plugin loaded from a file, then load the plugin folders and files
+        again; return the names loaded. New files are picked up, removed ones are gone;
+        entry points and bundled plugins stay as they are (a changed package needs a new
+        shell)."""
+        plugins = self.plugins
+        files = [info for info in plugins.infos.values() if info.path]
+        for info in files:
+            self.registry.unregister_plugin(info.name)
+            plugins.unregister(info.name)
+            self._contexts.pop(info.name, None)  # a fresh start: a new ctx.state
+        plugins.load_errors.clear()
+        before = set(plugins.infos)
+        if not self.settings.no_plugins:
+            allow = allowlist(self.env)
+            dirs = [
+                self.paths.plugins_dir,
+                *(Path(d).expanduser() for d in self.settings.plugins_dirs),
+            ]
+            for folder in dirs:
+                plugins.load_folder(folder, allow)
+            for info in files:
+                if info.source == "command line":
+                    plugins.load_file(Path(info.path), source="command line")
+        loaded = [name for name in plugins.infos if name not in before]
+        for name in loaded:
+            self.register_commands_of(name)
+            await self.start_plugins(only=name)
+        return loaded
 
     # ---- lines --------------------------------------------------------------------------------
 
@@ -186,7 +241,7 @@ class Shell(SessionListener):
             self.notice(f"unknown command /{name}{hint}", level="error")
             return
         try:
-            await command.run(Context(self, command.name), arg)
+            await command.run(self.context(command.plugin).for_command(command.name), arg)
         except CommandError as exc:
             self.notice(f"/{command.name}: {exc}", level="error")
         except PluginError:
@@ -201,15 +256,12 @@ class Shell(SessionListener):
                 f"/{command.name}{owner} failed: {type(exc).__name__}: {exc}", level="error"
             )
 
-    async def pick(self, number: int) -> None:
-        if not 1 <= number <= len(self.suggestions):
-            raise CommandError(f"no suggestion {number}; there are {len(self.suggestions)}")
-        await self.send(self.suggestions[number - 1])
-
     async def send(self, text: str) -> Turn | None:
         self.suggestions = []
         self.quit_asked = False  # one more message waits: the next /quit or Ctrl+D asks again
         turn = await self.session.send(text)
+        if turn is not None:
+            self.last_message = turn
         state = self.session.state
         # Pipe mode reports every line's outcome itself: no "pending" notes there.
         if turn is not None and state is not State.CONNECTED and self.interactive:
@@ -218,7 +270,7 @@ class Shell(SessionListener):
                 self.notice(f"pending: {text[:40]!r}: {why}", level="warn")
             else:
                 self.notice(f"pending: {text[:40]!r} goes out once connected", level="info")
-        self.on_change()
+        self.front_end.refresh()
         return turn
 
     # ---- output -------------------------------------------------------------------------------
@@ -253,7 +305,7 @@ class Shell(SessionListener):
         return text
 
     def speaker(self) -> str:
-        info = self.head_info or self.session.head_info or {}
+        info = self.session.head_info or {}
         alias = info.get("alias") or info.get("name")
         # One line: the label of each reply and the prompt's {alias} (server text, gated).
         return sanitize(str(alias) if alias else self.session.options.head)
@@ -261,47 +313,41 @@ class Shell(SessionListener):
     @property
     def connection_state(self) -> str:
         """``connected``, ``disconnected``, ... or ``reconnecting (attempt N, next in T s)``."""
-        session = self.session
-        if session.state is State.RECONNECTING and session.next_attempt_at is not None:
-            wait = max(0.0, session.next_attempt_at - time.monotonic())
-            return f"reconnecting (attempt {session.attempt}, next in {wait:.1f} s)"
-        return session.state.value
+        return SessionView(self).connection
 
     @property
     def turn_state(self) -> str:
-        turn = self.session.turn_in_flight
-        if turn is None:
-            return "idle"
-        return "streaming" if turn.first_part_at is not None else "waiting"
+        """``idle``, ``waiting`` or ``streaming``."""
+        return SessionView(self).turn
 
     # ---- SessionListener -------------------------------------------------------------------
 
     async def on_state(self, session: Session) -> None:
-        self.on_change()
+        self.front_end.refresh()
 
     async def on_frame(self, session: Session, direction: str, data: str | bytes) -> None:
         if self.view.raw:
             # Key-based redaction happens in the view; a secret typed into a message is
             # masked by value here.
             self.view.frame(direction, self.scrub(data) if isinstance(data, str) else data)
-        if "on_frame" in self.plugins.active:
-            await self.plugins.call(
-                "on_frame", {"direction": direction, "data": data, "session": session}
-            )
+        if (hook := self.plugins.hook.on_frame) is not None and (
+            pending := hook(direction=direction, data=data, session=session)
+        ) is not None:
+            await pending
 
     async def before_send(self, session: Session, message: UserMessage) -> None:
-        if "before_send" in self.plugins.active:
-            await self.plugins.call(
-                "before_send",
-                {"message": message, "session": session},
-                stop=lambda: message.cancelled is not None,
-            )
+        if (hook := self.plugins.hook.before_send) is not None and (
+            pending := hook(message=message, session=session)
+        ) is not None:
+            await pending
         if message.cancelled is not None:
             self.notice(f"not sent: {message.cancelled}", level="warn")
 
     async def on_event(self, session: Session, event: ServerEvent) -> None:
-        if "after_receive" in self.plugins.active:
-            await self.plugins.call("after_receive", {"event": event, "session": session})
+        if (hook := self.plugins.hook.after_receive) is not None and (
+            pending := hook(event=event, session=session)
+        ) is not None:
+            await pending
         if isinstance(event, Join) and session.state is not State.CONNECTED:
             return  # a join refused during the handshake is reported once, as the error
         if isinstance(event, TimeoutWarning):
@@ -325,7 +371,7 @@ class Shell(SessionListener):
         if first:
             self._labelled.add(key)
         self.view.parts(turn, parts, first)
-        self.on_change()
+        self.front_end.refresh()
 
     async def on_turn_complete(self, session: Session, turn: Turn) -> None:
         self._labelled.discard(id(turn))
@@ -333,15 +379,13 @@ class Shell(SessionListener):
             pass  # not shown, so its suggestions must not replace the ones on screen
         elif turn.outcome in ("last", "choice"):
             self.suggestions = list(turn.suggestions)
-            if turn.message_id != GREETING_ID:
-                self.last_failed = None  # a later message was answered: nothing to retry
-        elif turn.message_id != GREETING_ID and turn.outcome != "cancelled":
-            self.last_failed = turn
         if not self._repeat_greeting(session, turn):
             self.view.turn_end(turn)
-        if "turn_complete" in self.plugins.active:
-            await self.plugins.call("turn_complete", {"turn": turn, "session": session})
-        self.on_change()
+        if (hook := self.plugins.hook.turn_complete) is not None and (
+            pending := hook(turn=turn, session=session)
+        ) is not None:
+            await pending
+        self.front_end.refresh()
 
     async def on_protocol_error(self, session: Session, error: ProtocolError) -> None:
         self.notice(f"bad frame from the server: {error.reason}", level="warn")
@@ -352,11 +396,15 @@ class Shell(SessionListener):
     async def on_connect(self, session: Session) -> None:
         if session.connections > 1:
             self.notice(f"reconnected to {session.options.org}/{session.options.head}")
-        if "on_connect" in self.plugins.active:
-            await self.plugins.call("on_connect", {"session": session})
-        self.on_change()
+        if (hook := self.plugins.hook.on_connect) is not None and (
+            pending := hook(session=session)
+        ) is not None:
+            await pending
+        self.front_end.refresh()
 
     async def on_disconnect(self, session: Session, reason: str) -> None:
-        if "on_disconnect" in self.plugins.active:
-            await self.plugins.call("on_disconnect", {"session": session, "reason": reason})
-        self.on_change()
+        if (hook := self.plugins.hook.on_disconnect) is not None and (
+            pending := hook(session=session, reason=reason)
+        ) is not None:
+            await pending
+        self.front_end.refresh()

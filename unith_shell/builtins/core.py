@@ -1,19 +1,23 @@
 """Core commands: /help /quit /status /reconnect /raw /clear /pick /send /retry /keep.
 
-A bundled plugin like any other: it uses only the public hook API.
+A bundled plugin like any other: it uses only :class:`~unith_shell.context.Context` and the
+hooks. ``/retry`` reads the most recent message from the session view; which one it already
+resent is this plugin's own state (``ctx.state``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from unith_shell.commands import CommandError, Context
+from unith_shell.commands import CommandError
+from unith_shell.context import Context
 from unith_shell.hookspecs import hookimpl
+from unith_shell.protocol import Turn
 from unith_shell.urls import display_url
 
 
 def help_command(ctx: Context, arg: str) -> None:
-    registry = ctx.shell.registry
+    registry = ctx.commands
     name = arg.strip().lstrip("/")
     if name:
         command = registry.get(name)
@@ -30,20 +34,18 @@ def help_command(ctx: Context, arg: str) -> None:
         return
     width = max(len(n) for n in registry.names()) + 2
     ctx.print("Commands (plain lines are sent to the head; //text sends a literal /text):")
-    for command_name in registry.names():
-        command = registry.commands[command_name]
-        ctx.print(f"  /{command_name.ljust(width)}{command.help}")
+    for command in registry:
+        ctx.print(f"  /{command.name.ljust(width)}{command.help}")
     ctx.print("A bare number N sends suggestion N of the last reply while its suggestions are")
     ctx.print("shown and N is in range; otherwise it is sent as text. /send TEXT sends TEXT as is.")
-    if ctx.shell.interactive:  # keys mean nothing in pipe mode
+    if ctx.interactive:  # keys mean nothing in pipe mode
         ctx.print("Keys: Enter sends, Esc+Enter inserts a newline, Ctrl+R searches history,")
         ctx.print("      Ctrl+C clears the line or stops waiting for a reply, Ctrl+D quits")
         ctx.print("      (with messages still waiting for a reply it asks once first).")
 
 
 def quit_command(ctx: Context, arg: str) -> None:
-    if ctx.shell.confirm_quit():
-        ctx.shell.exit_requested = True
+    ctx.request_exit()
 
 
 def _when(seconds: float | None) -> str:
@@ -56,18 +58,17 @@ def _when(seconds: float | None) -> str:
 
 def status_command(ctx: Context, arg: str) -> None:
     session = ctx.session
-    opts = session.options
-    creds = session.credentials
+    logged_in = session.user_id is not None
     rows = [
-        ("base url", display_url(opts.base_url)),  # no user:pass@ password on screen
-        ("head", f"{opts.org}/{opts.head}"),
-        ("connection", ctx.shell.connection_state),
-        ("turn", ctx.shell.turn_state),
-        ("user id", creds.user_id if creds else "-"),
-        ("session id", (creds.session_id or "-") if creds else "-"),
-        ("token expires", _when(creds.expires_in()) if creds else "-"),
-        ("api key", "set" if opts.api_key else "not set"),
-        ("pending", str(len(session.pending))),
+        ("base url", display_url(session.base_url)),  # no user:pass@ password on screen
+        ("head", f"{session.org}/{session.head}"),
+        ("connection", session.connection),
+        ("turn", session.turn),
+        ("user id", session.user_id or "-"),
+        ("session id", session.session_id or "-"),
+        ("token expires", _when(session.token_expires_in) if logged_in else "-"),
+        ("api key", "set" if session.has_api_key else "not set"),
+        ("pending", str(session.pending)),
     ]
     if session.last_error:
         rows.append(("last error", session.last_error))
@@ -92,14 +93,12 @@ def raw_command(ctx: Context, arg: str) -> None:
     value = arg.strip().lower()
     if value not in ("on", "off", ""):
         raise CommandError("usage: /raw on|off")
-    view = ctx.shell.view
-    view.raw = (not view.raw) if value == "" else value == "on"
-    ctx.print("raw frames on (secrets are redacted)" if view.raw else "raw frames off")
+    ctx.raw_frames = (not ctx.raw_frames) if value == "" else value == "on"
+    ctx.print("raw frames on (secrets are redacted)" if ctx.raw_frames else "raw frames off")
 
 
 def clear_command(ctx: Context, arg: str) -> None:
-    ctx.shell.clear_screen()
-    ctx.shell.suggestions = []  # no longer shown, so a bare number is text again
+    ctx.clear_screen()  # the suggestions are no longer shown: a bare number is text again
 
 
 async def pick_command(ctx: Context, arg: str) -> None:
@@ -107,37 +106,49 @@ async def pick_command(ctx: Context, arg: str) -> None:
         number = int(arg.strip())
     except ValueError:
         raise CommandError("usage: /pick N (a suggestion's number)") from None
-    await ctx.shell.pick(number)
+    suggestions = ctx.suggestions
+    if not 1 <= number <= len(suggestions):
+        raise CommandError(f"no suggestion {number}; there are {len(suggestions)}")
+    await ctx.send(suggestions[number - 1])
 
 
 async def send_command(ctx: Context, arg: str) -> None:
     # ``arg`` as typed (split_command trims the ends): "2" is not a pick, "/x" not a command.
     if not arg:
         raise CommandError("usage: /send TEXT (sent exactly as typed)")
-    await ctx.shell.send(arg)
+    await ctx.send(arg)
 
 
 async def retry_command(ctx: Context, arg: str) -> None:
-    turn = ctx.shell.last_failed
-    if turn is None:
+    turn = ctx.session.last_message
+    if turn is None or not failed(turn) or ctx.state.get(RETRIED) is turn:
         raise CommandError("nothing to retry: the most recent message did not fail")
-    ctx.shell.last_failed = None
+    ctx.state[RETRIED] = turn  # once: a second /retry waits for the resent one to fail
     text = turn.input or turn.prompt  # as typed: before_send plugins run again on it
     ctx.print(f"resending {text[:60]!r}")
-    await ctx.shell.send(text)
+    await ctx.send(text)
 
 
 async def keep_command(ctx: Context, arg: str) -> None:
-    await ctx.session.keep_session()
+    await ctx.session.keep()
     ctx.print("asked the server to keep the session")
 
 
 def _command_names(ctx: Context, text: str) -> list[str]:
-    return ctx.shell.registry.names()
+    return ctx.commands.names()
 
 
 def _pick_numbers(ctx: Context, text: str) -> list[str]:
-    return [str(i) for i in range(1, len(ctx.shell.suggestions) + 1)]
+    return [str(i) for i in range(1, len(ctx.suggestions) + 1)]
+
+
+#: ``ctx.state`` key: the failed message ``/retry`` resent last (it is offered once).
+RETRIED = "retried"
+
+
+def failed(turn: Turn) -> bool:
+    """Ended without a reply, and not because the user or a plugin cancelled it."""
+    return turn.complete and not turn.ok and turn.outcome != "cancelled"
 
 
 @hookimpl

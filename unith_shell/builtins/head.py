@@ -5,23 +5,29 @@ connects to the new head and shows its greeting. Completion offers the heads nam
 config file (top level and profiles), the heads used recently, and with ``--local`` the local
 server's demo heads.
 
-A bundled plugin like any other: it uses only the public hook API.
+A bundled plugin like any other: it uses only :class:`~unith_shell.context.Context`. The
+recent heads are its own state (``ctx.state``, backed by a file); the head's configuration
+is the session's (``ctx.session.head_info``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from unith_shell.commands import CommandError, Context
+from unith_shell.commands import CommandError
 from unith_shell.config import ensure_private_dir, open_private
+from unith_shell.context import Context
 from unith_shell.hookspecs import hookimpl
 from unith_shell.sanitize import sanitize
 
 RECENT_FILE = "recent_heads.json"
 RECENT_MAX = 10
+#: ``ctx.state`` key of the recent heads.
+RECENT_KEY = "recent_heads"
 
 
 def parse_target(arg: str, current_org: str) -> tuple[str, str]:
@@ -36,7 +42,7 @@ def parse_target(arg: str, current_org: str) -> tuple[str, str]:
 
 
 def _recent_path(ctx: Context) -> Path:
-    return ctx.shell.paths.state_dir / RECENT_FILE
+    return ctx.paths.state_dir / RECENT_FILE
 
 
 def load_recent(ctx: Context) -> list[str]:
@@ -47,11 +53,17 @@ def load_recent(ctx: Context) -> list[str]:
     return [h for h in data if isinstance(h, str)][:RECENT_MAX] if isinstance(data, list) else []
 
 
+def recent_heads(ctx: Context) -> list[str]:
+    """This shell's recent heads (``ctx.state``), read from the state file on first use."""
+    recent: list[str] | None = ctx.state.get(RECENT_KEY)
+    if recent is None:
+        recent = ctx.state[RECENT_KEY] = load_recent(ctx)
+    return recent
+
+
 def remember(ctx: Context, key: str) -> None:
     """Put ``org/head`` first in the shell's recent heads and in the state file."""
-    recent = ctx.shell.recent_heads
-    if not recent:
-        recent.extend(load_recent(ctx))
+    recent = recent_heads(ctx)
     if key in recent:
         recent.remove(key)
     recent.insert(0, key)
@@ -69,7 +81,7 @@ def remember(ctx: Context, key: str) -> None:
 
 def _config_heads(ctx: Context) -> list[str]:
     """``org/head`` of the config file's top level and of each profile."""
-    path = ctx.shell.paths.config_file
+    path = ctx.paths.config_file
     try:
         import tomllib
 
@@ -90,8 +102,8 @@ def _config_heads(ctx: Context) -> list[str]:
 
 def known_heads(ctx: Context) -> list[str]:
     """Heads to offer for completion, most relevant first, without duplicates."""
-    opts = ctx.session.options
-    found = [f"{opts.org}/{opts.head}", *(ctx.shell.recent_heads or load_recent(ctx))]
+    session = ctx.session
+    found = [f"{session.org}/{session.head}", *recent_heads(ctx)]
     found += _config_heads(ctx)
     if ctx.settings.local:
         from unith_shell.server.heads import DEMO_HEADS
@@ -103,16 +115,16 @@ def known_heads(ctx: Context) -> list[str]:
 def complete_head(ctx: Context, text: str) -> list[str]:
     heads = known_heads(ctx)
     # "kai" completes too when the current org is meant.
-    org = ctx.session.options.org + "/"
+    org = ctx.session.org + "/"
     short = [h[len(org) :] for h in heads if h.startswith(org)]
     return [h for h in dict.fromkeys([*heads, *short]) if h.startswith(text)]
 
 
-def show_info(ctx: Context, info: dict[str, Any]) -> None:
+def show_info(ctx: Context, info: Mapping[str, Any]) -> None:
     """The head's configuration; every value is server text, escaped to one line each (a
     newline in a name must not print a line that looks like the shell's own)."""
-    opts = ctx.session.options
-    ctx.print(f"  {'head':<18}{sanitize(opts.org)}/{sanitize(opts.head)}")
+    session = ctx.session
+    ctx.print(f"  {'head':<18}{sanitize(session.org)}/{sanitize(session.head)}")
     for key in ("alias", "name", "language", "operation_mode", "streaming_enabled"):
         if key in info:
             ctx.print(f"  {key:<18}{sanitize(str(info[key]))}")
@@ -124,32 +136,25 @@ def show_info(ctx: Context, info: dict[str, Any]) -> None:
 
 async def head_command(ctx: Context, arg: str) -> None:
     session = ctx.session
-    opts = session.options
+    api_key = ctx.settings.api_key
     if not arg.strip():
-        info = await session.api.head_info(opts.org, opts.head, opts.api_key)
-        ctx.shell.head_info = info
-        show_info(ctx, info)
+        # Fresh from the server (it may have changed); the session keeps its own copy.
+        show_info(ctx, await session.api.head_info(session.org, session.head, api_key))
         return
-    org, head = parse_target(arg, opts.org)
-    # Check first: an unknown head leaves the current conversation as it was.
-    info = await session.api.head_info(org, head, opts.api_key)
-    old = (opts.org, opts.head)
-    old_info = ctx.shell.head_info
-    ctx.shell.head_info = info  # the greeting is labelled with the new head's alias
+    org, head = parse_target(arg, session.org)
+    # Check first: an unknown head leaves the current conversation as it was. The session
+    # fetches the new head's info itself when it connects (its one source of truth).
+    await session.api.head_info(org, head, api_key)
+    old = f"{session.org}/{session.head}"
     ctx.print(f"switching to {org}/{head}...")
     from unith_shell.session import SessionError
 
     try:
         await session.switch(org, head)
-    except BaseException as exc:
-        # The session went back to the old head (reconnecting) by itself; so do we.
-        ctx.shell.head_info = old_info
-        if isinstance(exc, SessionError):
-            back = "/".join(old)
-            raise CommandError(f"cannot connect to {org}/{head}: {exc}; back to {back}") from None
-        raise
+    except SessionError as exc:
+        # The session went back to the old head (reconnecting) by itself.
+        raise CommandError(f"cannot connect to {org}/{head}: {exc}; back to {old}") from None
     remember(ctx, f"{org}/{head}")
-    ctx.shell.on_change()
 
 
 @hookimpl

@@ -26,15 +26,15 @@ from __future__ import annotations
 import json
 import os
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from unith_shell.commands import CommandError, Context
+from unith_shell.commands import CommandError
 from unith_shell.config import open_private
+from unith_shell.context import Context
 from unith_shell.hookspecs import hookimpl
 from unith_shell.protocol import loads_bounded, redact
 from unith_shell.recordings.format import disconnect_record, header_record
@@ -115,19 +115,20 @@ class LogState:
         self.default_path: Path | None = None
 
 
-_STATES: weakref.WeakKeyDictionary[Any, LogState] = weakref.WeakKeyDictionary()
-
-
 def state_of(ctx: Context) -> LogState:
-    return _STATES.setdefault(ctx.shell, LogState())
+    """This plugin's state in this shell (``ctx.state``: it lives as long as the shell)."""
+    state = ctx.state.get("log")
+    if not isinstance(state, LogState):
+        state = ctx.state["log"] = LogState()
+    return state
 
 
 def default_path(ctx: Context, state: LogState) -> Path:
     if state.default_path is None:
-        opts = ctx.session.options
+        session = ctx.session
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        name = f"{stamp}-{_safe(opts.org)}-{_safe(opts.head)}-{os.getpid()}.jsonl"
-        state.default_path = ctx.shell.paths.transcripts_dir / name
+        name = f"{stamp}-{_safe(session.org)}-{_safe(session.head)}-{os.getpid()}.jsonl"
+        state.default_path = ctx.paths.transcripts_dir / name
     return state.default_path
 
 
@@ -141,31 +142,32 @@ def start(ctx: Context, path_arg: str) -> None:
     # An existing file is appended to (JSON Lines stay valid) with its mode unchanged; a
     # symbolic link or anything but a regular file is refused (open_private).
     existed = os.path.lexists(path)
-    record_to(ctx.shell, path)
+    record_to(ctx, path)
     ctx.print(
         f"logging every frame to {path}" + (" (appending to the existing file)" if existed else "")
     )
 
 
-def record_to(shell: Any, path: Path) -> Recorder:
-    """Start the recorder on ``shell``, writing to ``path`` (``/log on`` and ``--record``).
+def record_to(ctx: Context, path: Path) -> Recorder:
+    """Start the recorder, writing to ``path`` (``/log on``; ``--record`` passes this
+    plugin's context, ``shell.context("log")``).
 
     The file starts with a header line (:func:`header_record`); appending to an existing
     recording adds another header, which readers accept as the start of a new segment.
     """
-    state = _STATES.setdefault(shell, LogState())
+    state = state_of(ctx)
     if state.recorder is not None:
         raise CommandError(f"already logging to {state.recorder.path}; /log off first")
     try:
         file = open_private(path, "a", tighten_existing=False)
     except OSError as exc:
         raise CommandError(f"cannot open {path}: {exc.strerror or exc}") from None
-    recorder = Recorder(path, file, scrub=shell.scrub)
-    opts = shell.session.options
-    header = header_record(f"{opts.org}/{opts.head}", opts.base_url)
+    recorder = Recorder(path, file, scrub=ctx.scrub)
+    session = ctx.session
+    header = header_record(f"{session.org}/{session.head}", session.base_url)
     file.write(json_line(header) + "\n")
     file.flush()
-    if not shell.plugins.add(recorder, RECORDER, source="bundled (/log on)"):
+    if not ctx.plugins.add(recorder, RECORDER):
         file.close()
         raise CommandError("could not start the transcript recorder")
     state.recorder = recorder
@@ -180,7 +182,7 @@ def stop(ctx: Context, quiet: bool = False) -> None:
         if not quiet:
             ctx.print("not logging")
         return
-    ctx.shell.plugins.unregister(RECORDER)
+    ctx.plugins.remove(RECORDER)
     recorder.close()
     state.recorder = None
     if not quiet:
@@ -351,8 +353,5 @@ def register_commands(register: Any) -> None:
 
 
 @hookimpl
-def shell_exit(shell: Any) -> None:
-    state = _STATES.pop(shell, None)
-    if state is not None and state.recorder is not None:
-        shell.plugins.unregister(RECORDER)
-        state.recorder.close()
+def shell_exit(ctx: Context) -> None:
+    stop(ctx, quiet=True)

@@ -10,7 +10,7 @@ is never replaced unless ``--force`` is given: the server must not pick a local 
 overwrite. The body goes to a temporary file created exclusively next to the target (mode
 0666 minus the umask, like any file the user makes) and is renamed into place at the end.
 
-A bundled plugin like any other: it uses only the public hook API.
+A bundled plugin like any other: it uses only :class:`~unith_shell.context.Context`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from unith_shell.commands import CommandError, Context
+from unith_shell.commands import CommandError
+from unith_shell.context import Context
 from unith_shell.hookspecs import hookimpl
 from unith_shell.sanitize import sanitize
 
@@ -235,7 +236,7 @@ async def download(ctx: Context, url: str, path: str, force: bool = False) -> tu
     """
     import httpx
 
-    target = target_path(path, url, ctx.session.options.head)
+    target = target_path(path, url, ctx.session.head)
     if not target.parent.is_dir():
         raise CommandError(f"download: folder {target.parent} does not exist")
     from unith_shell import api
@@ -321,8 +322,8 @@ async def video_command(ctx: Context, arg: str) -> None:
         if option == "--download"
         else ("", False)
     )
-    opts = ctx.session.options
-    url = await ctx.session.api.idle_video_url(opts.org, opts.head)
+    session = ctx.session
+    url = await session.api.idle_video_url(session.org, session.head)
     ctx.print(sanitize(url))  # server text, one line: no escape sequence, no line of its own
     if option == "--check":
         content_type, size = await check(ctx, url)

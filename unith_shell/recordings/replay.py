@@ -99,7 +99,7 @@ async def replay(
     session = shell.session
     try:
         try:
-            record_to(shell, record_path)
+            record_to(shell.context("log"), record_path)
         except CommandError as exc:
             view.notice("error", str(exc))
             return EXIT_TROUBLE

@@ -9,7 +9,6 @@ the file is loaded, before any connection (raise ``ValueError`` with a one-line 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -110,27 +109,29 @@ class AssertionRegistry:
 
 
 def collect(plugins: Plugins, notify: Callable[[str], None]) -> AssertionRegistry:
-    """Call every ``register_assertions`` implementation (bundled first); a plugin that fails
-    is reported in one line and the others keep their kinds."""
+    """Call every ``register_assertions`` implementation (bundled first); a kind that cannot
+    be added, or a plugin that fails, is reported in one line and the others keep theirs."""
     registry = AssertionRegistry()
-    impls = list(plugins.impls("register_assertions"))
     # pluggy calls the last registered first; the bundled kinds should win a name clash.
-    impls.sort(key=lambda impl: impl.plugin_name != "assertions")
-    for impl in impls:
-        register = registry.register_for(impl.plugin_name)
-        try:
-            result = impl.function(*[{"register": register}[a] for a in impl.argnames])
-            if inspect.isawaitable(result):
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-                raise TypeError("register_assertions must be a plain function")
-        except Exception as exc:
-            line = f"plugin {impl.plugin_name!r} failed in register_assertions: {exc}"
-            registry.problems.append(line)
-            if plugins.strict:
-                raise
-            notify(line)
+    impls = plugins.pm.hook.register_assertions.get_hookimpls()
+    names = [impl.plugin_name for impl in reversed(impls)]
+    names.sort(key=lambda name: name != "assertions")
+    for name in dict.fromkeys(names):
+        register = registry.register_for(name)
+
+        def checked(
+            *args: Any, _register: Callable[..., None] = register, _name: str = name, **kwargs: Any
+        ) -> None:
+            try:
+                _register(*args, **kwargs)
+            except (ValueError, TypeError) as exc:
+                line = f"plugin {_name!r} failed in register_assertions: {exc}"
+                registry.problems.append(line)
+                if plugins.strict:
+                    raise
+                notify(line)
+
+        plugins.call_now("register_assertions", only=name, register=checked)
     return registry
 
 

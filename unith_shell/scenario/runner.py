@@ -208,7 +208,7 @@ async def _stop(shell: Shell) -> None:
     """``Shell.stop`` without closing the process's shared HTTP clients: other scenarios
     may be logging in on them right now (``--jobs``); the run closes them at its end."""
     await shell.session.close()
-    await shell.plugins.call("shell_exit", {"shell": shell})
+    await shell.plugins.call("shell_exit", shell=shell)
 
 
 def _overall(steps: list[StepResult]) -> str:
