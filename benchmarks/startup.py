@@ -76,7 +76,7 @@ def run(quick: bool = False) -> list[Result]:
     reps_cli, reps_prompt = (2, 1) if quick else (30, 10)
     out: list[Result] = []
     with temp_dir() as home:
-        env = isolated_env(home, loop="asyncio")  # as installed: uvloop if present
+        env = isolated_env(home, loop="asyncio")  # the default install (no speed extra)
         times = interleave(
             {
                 "pass": lambda: wall([PYTHON, "-c", "pass"], env),
