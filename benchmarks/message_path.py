@@ -354,6 +354,76 @@ def _null(text: str) -> None:
     pass
 
 
+MEMORY_CALLS = ("mmap", "munmap", "mremap", "brk")
+
+
+def memory_syscalls(cmd: list[str], env: dict[str, str], stdin: bytes, n: int) -> float:
+    """Memory-management system calls (mmap, munmap, mremap, brk) per round trip, counted by
+    ``strace -f -c`` over a whole run of ``n`` round trips (start-up included, so a few
+    hundred calls are fixed cost). Deterministic where timings are noisy: it shows whether
+    each socket read's 256 KiB buffer is an mmap + mremap + munmap or comes from the heap."""
+    with temp_dir() as tmp:
+        summary = tmp / "strace.txt"
+        subprocess.run(
+            [
+                "strace",
+                "-f",
+                "-c",
+                "-e",
+                "trace=" + ",".join(MEMORY_CALLS),
+                "-o",
+                str(summary),
+                *cmd,
+            ],
+            input=stdin,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            check=True,
+            timeout=300,
+        )
+        calls = 0
+        for line in summary.read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 5 and fields[-1] in MEMORY_CALLS and fields[3].isdigit():
+                calls += int(fields[3])
+    return calls / n
+
+
+def allocator_calls(base_url: str, home: Path, n: int) -> list[Result]:
+    """Per-round-trip memory system calls of both sides under each allocator setting."""
+    if shutil.which("strace") is None:
+        return [
+            Skipped(
+                "message path",
+                "allocator: memory system calls per round trip",
+                "strace is not installed",
+            )
+        ]
+    out: list[Result] = []
+    raw_cmd = [PYTHON, str(HERE / "raw_client.py"), base_url, "rtt", str(n), "0"]
+    pipe = pipe_cmd(base_url, [], home, False)
+    for alloc in ALLOCATORS:
+        raw = memory_syscalls(raw_cmd, child_env(allocator=alloc), b"", n)
+        shell = memory_syscalls(
+            pipe, isolated_env(home, allocator=alloc, UNITH_SHELL_PLUGINS=""), b"hello\n" * n, n
+        )
+        out.append(
+            Figure(
+                "message path",
+                f"allocator '{alloc}': memory system calls per round trip, pipe mode",
+                max(shell, 1e-3),  # a figure must be positive; 0 calls shows as 0.001
+                "calls",
+                f"raw client, '{alloc}'",
+                max(raw, 1e-3),
+                note=f"strace -f -c over {n} round trips, start-up included (asyncio)"
+                if alloc == "default"
+                else "",
+            )
+        )
+    return out
+
+
 def _rate_figure(
     name: str,
     value: float,
@@ -555,6 +625,8 @@ def run(quick: bool = False) -> list[Result]:
                 rate["raw/asyncio"],
             )
         )
+    with temp_dir() as tmp, server_process() as base_url:
+        out.extend(allocator_calls(base_url, tmp / "strace-home", 200 if quick else 2000))
     shell_s, base_s = render_per_part(300 if quick else 30_000, 1 if quick else 5)
     out.append(
         Figure(
