@@ -23,8 +23,9 @@ from _common import (
 BARE_IMPORT = "import prompt_toolkit, websockets.asyncio.client, pluggy, httpx"
 #: Targets (issue 10): ratios to ``python -c pass`` and to the bare import.
 LIMITS = {"version": 1.5, "help": 1.8, "ready": 1.30}
-#: Part of the aiko head's answer to any message: the typed-ahead line was accepted and sent.
-REPLY_MARK = "Thanks for telling me"
+#: The last part of the aiko head's answer to any message: the typed-ahead line was accepted,
+#: sent and answered in full (the clock stops when the whole reply is on the screen).
+REPLY_MARK = "What would you like to talk about next?"
 
 
 def wall(cmd: list[str], env: dict[str, str]) -> float:
@@ -35,7 +36,8 @@ def wall(cmd: list[str], env: dict[str, str]) -> float:
 
 def ready_prompt(base_url: str, home: Path) -> float:
     """Spawn the REPL in a pseudo-terminal, type a line at once (before the prompt exists)
-    and time until the reply to it is on the screen: start-up, login, connect, greeting."""
+    and time until the whole reply to it is on the screen: start-up, login, connect,
+    greeting, one round trip and the output batching."""
     import pexpect
 
     env = isolated_env(home, loop="asyncio")
