@@ -8,7 +8,8 @@
 The measured unith-shell is a regular (non-editable) install of the tree, byte code
 compiled, made once per run in a temporary folder (``pip install --no-deps --target``; about
 2 s); ``--in-place`` runs this environment's own console script instead (an editable install
-runs the work tree). The output says which.
+runs the work tree). The output says which. If the install fails, the full run stops; a
+``--quick`` run goes on in place and says why.
 
 Areas: startup, message_path, hooks, memory, scale, scenario_runner. Every measured client
 runs in its own process against the local server in another (``python -m unith_shell serve
@@ -102,7 +103,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown area(s): {', '.join(unknown)}")
     with temp_dir("unith-bench-install-") as install:
         if not args.in_place:
-            install_target(install, args.source.resolve())
+            try:
+                install_target(install, args.source.resolve())
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, RuntimeError) as exc:
+                stderr = getattr(exc, "stderr", None) or b""
+                why = (stderr.decode(errors="replace").strip().splitlines() or [str(exc)])[-1]
+                if not args.quick or args.source.resolve() != REPO:
+                    # The full run measures what users run, or nothing.
+                    print(f"run.py: cannot install {args.source}: {why[:300]}", file=sys.stderr)
+                    return 1
+                TARGET.how += f" (install failed: {why[:200]})"
         elif args.source.resolve() != REPO:
             parser.error("--source needs an install (drop --in-place)")
         return _run(args, areas)
