@@ -71,6 +71,8 @@ async def test_close_writes_what_is_left() -> None:
         proxy.write("a line\nno newline")
         proxy.close()
         assert output.text == "a line\nno newline"
+        proxy.write("late\n")  # after close (a thread finishing late): written at once
+        assert output.text == "a line\nno newline" + "late\n"
 
 
 async def test_another_threads_write_reaches_the_terminal_through_the_loop() -> None:

@@ -232,6 +232,9 @@ class AbovePrompt:
     def write(self, text: str) -> int:
         if not text:
             return 0
+        if self.closed:  # the prompt is gone (a thread's late write): straight out
+            self._write_now(text)
+            return len(text)
         if threading.get_ident() != self._thread:
             try:
                 self._loop.call_soon_threadsafe(self.write, text)
