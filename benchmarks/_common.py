@@ -21,11 +21,123 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
-#: The console script as installed; ``python -m unith_shell`` when it is missing.
-UNITH_SHELL: list[str] = (
+MIB = 1024 * 1024
+
+
+@dataclass(slots=True)
+class Target:
+    """Which unith-shell the measured processes run.
+
+    By default the console script of the environment running the benchmarks (an editable
+    install runs the work tree). :func:`install_target` replaces it with a regular
+    (non-editable) install of the tree with its byte code compiled, as users run it; the
+    copy goes first on ``PYTHONPATH`` of every measured process (the dependencies stay those
+    of this environment, which the baselines use too).
+    """
+
+    cmd: list[str]
+    pythonpath: list[str] = field(default_factory=list)
+    how: str = "in place (this environment's console script)"
+
+
+#: The measured unith-shell (set once per run by ``run.py``; modules read it at call time).
+TARGET = Target(
     [str(BIN / "unith-shell")] if (BIN / "unith-shell").exists() else [PYTHON, "-m", "unith_shell"]
 )
-MIB = 1024 * 1024
+
+
+def install_target(dest: Path, source: Path = REPO) -> None:
+    """``pip install --no-deps --target dest source`` and compile its byte code; use it.
+
+    pip builds a wheel from ``source`` (hatchling, as for any user) and writes the console
+    script ``dest/bin/unith-shell`` the way it does in a virtual environment.
+    """
+    subprocess.run(
+        [PYTHON, "-m", "pip", "install", "-q", "--no-deps", "--target", str(dest), str(source)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=600,
+    )
+    subprocess.run(
+        [PYTHON, "-m", "compileall", "-q", str(dest / "unith_shell")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        timeout=600,
+    )
+    script = dest / "bin" / "unith-shell"
+    if not script.exists():
+        raise RuntimeError(f"pip wrote no console script at {script}")
+    TARGET.cmd = [str(script)]
+    TARGET.pythonpath = [str(dest)]
+    TARGET.how = f"installed copy of {source} (pip install --target, byte code compiled)"
+    # In-process benchmarks (hooks, scale, scenario runner) import this copy too.
+    sys.path.insert(0, str(dest))
+
+
+#: ``asyncio``: block uvloop in the child (the shell and the raw client then use asyncio);
+#: ``uvloop``: leave it importable (both use it); the two sides always get the same choice.
+LOOPS = ("asyncio", "uvloop")
+_no_uvloop: list[Path] = []
+
+
+def _no_uvloop_dir() -> Path:
+    """A folder whose ``uvloop.py`` fails to import (made once, removed at exit)."""
+    if not _no_uvloop:
+        import atexit
+
+        folder = Path(tempfile.mkdtemp(prefix="unith-bench-no-uvloop-"))
+        (folder / "uvloop.py").write_text(
+            '"""Written by benchmarks/_common.py: makes ``import uvloop`` fail."""\n'
+            'raise ImportError("uvloop blocked by the benchmark (an asyncio row)")\n'
+        )
+        atexit.register(shutil.rmtree, folder, True)
+        _no_uvloop.append(folder)
+    return _no_uvloop[0]
+
+
+def has_uvloop() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("uvloop") is not None
+
+
+#: glibc malloc settings the message path is measured under, besides the default. A socket
+#: read allocates a 256 KiB bytes object (asyncio's read size) and frees it at once; glibc
+#: serves it with mmap + munmap (two system calls and fresh zeroed pages per read) while the
+#: mmap threshold is below 256 KiB. By default the threshold starts at 128 KiB and adapts
+#: upwards after the first such free, so reads then come from the heap; setting the
+#: threshold pins it.
+ALLOCATORS: dict[str, dict[str, str]] = {
+    "default": {},
+    "mmap per read": {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)},
+    "heap": {
+        "MALLOC_MMAP_THRESHOLD_": str(4 * MIB),
+        "MALLOC_TRIM_THRESHOLD_": str(16 * MIB),
+        "MALLOC_TOP_PAD_": str(1 * MIB),
+    },
+}
+
+
+def child_env(
+    base: dict[str, str] | None = None, *, loop: str = "asyncio", allocator: str = "default"
+) -> dict[str, str]:
+    """The environment of a measured process (unith-shell or a baseline): the measured
+    install first on ``PYTHONPATH``, the event loop and the allocator settings chosen."""
+    env = dict(os.environ if base is None else base)
+    for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"):
+        env.pop(key, None)
+    env.update(ALLOCATORS[allocator])
+    paths = list(TARGET.pythonpath)
+    if loop == "asyncio":
+        paths.insert(0, str(_no_uvloop_dir()))
+    elif loop != "uvloop":
+        raise ValueError(f"unknown loop {loop!r}")
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+    else:
+        env.pop("PYTHONPATH", None)
+    return env
 
 
 @dataclass(slots=True)
@@ -120,9 +232,13 @@ def interleave(variants: dict[str, Callable[[], float]], reps: int) -> dict[str,
     return out
 
 
-def isolated_env(home: Path, **extra: str) -> dict[str, str]:
-    """The environment for a measured ``unith-shell``: its own home, bundled plugins only."""
+def isolated_env(
+    home: Path, *, loop: str = "asyncio", allocator: str = "default", **extra: str
+) -> dict[str, str]:
+    """The environment for a measured ``unith-shell``: its own home, bundled plugins only,
+    the measured install, event loop and allocator (see :func:`child_env`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("UNITH")}
+    env = child_env(env, loop=loop, allocator=allocator)
     env.update(
         UNITH_SHELL_HOME=str(home),
         UNITH_SHELL_PLUGINS="",

@@ -2,6 +2,17 @@
 
 Every variant runs in its own process against one local server process, interleaved, and
 does the same exchange: one message out; the echo and the reply parts back until ``is_last``.
+
+Three kinds of rows:
+
+- *self-driven*: pipe mode gets all its lines at once and sends each after the previous turn
+  ends; the raw client loops in-process. Both sides on the same event loop: asyncio (uvloop
+  blocked in both) and, when it is installed, uvloop.
+- *driven lock-step*: one driver writes a line to the child's stdin and waits for the end of
+  its reply on the child's stdout before the next, for pipe mode, wscat and the raw client's
+  ``stdio`` mode alike (the same driver and latency window for all three).
+- *allocator*: the raw client and pipe mode again with glibc's mmap threshold pinned (see
+  ``_common.ALLOCATORS``), both sides under the same setting.
 """
 
 from __future__ import annotations
@@ -15,13 +26,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from _common import (
+    ALLOCATORS,
     HERE,
     PYTHON,
-    UNITH_SHELL,
+    TARGET,
     Figure,
     LineReader,
     Result,
     Skipped,
+    child_env,
+    has_uvloop,
     interleave,
     isolated_env,
     median,
@@ -33,6 +47,10 @@ from _common import (
 )
 
 TURN_MARKER = b'"event": "unith_shell.turn"'
+#: The end of one reply in plain pipe mode (the last suggestion line of the aiko head).
+PLAIN_END = b"3) Goodbye\n"
+#: The end of one reply in the raw client's stdio mode and in wscat (the is_last frame).
+FRAME_END = b'"is_last":true'
 NOOP_PLUGIN = '''"""A benchmark plugin: implements the per-frame hooks and does nothing."""
 
 from unith_shell import hookimpl
@@ -71,12 +89,13 @@ class Run:
         self.latencies = latencies
 
 
-def raw_run(base_url: str, n: int, warmup: int) -> Run:
+def raw_run(base_url: str, n: int, warmup: int, loop: str, allocator: str = "default") -> Run:
     out = subprocess.run(
         [PYTHON, str(HERE / "raw_client.py"), base_url, "rtt", str(n), str(warmup)],
         capture_output=True,
         check=True,
         timeout=300,
+        env=child_env(loop=loop, allocator=allocator),
     )
     data = json.loads(out.stdout)
     return Run(data["n"], data["elapsed"], data["latencies"])
@@ -114,6 +133,15 @@ class FileWatcher:
                 time.sleep(self.poll)
 
 
+def pipe_cmd(base_url: str, plugins: list[str], plugins_dir: Path, json_mode: bool) -> list[str]:
+    cmd = [*TARGET.cmd, "--base-url", base_url, "--no-history"]
+    if json_mode:
+        cmd.append("--json")
+    if plugins:
+        cmd += ["--plugins-dir", str(plugins_dir)]
+    return cmd
+
+
 def pipe_run(
     base_url: str,
     home: Path,
@@ -122,6 +150,9 @@ def pipe_run(
     plugins: list[str],
     plugins_dir: Path,
     json_mode: bool = False,
+    *,
+    loop: str = "asyncio",
+    allocator: str = "default",
 ) -> Run:
     """``unith-shell`` with stdin a pipe: every line a message, each waits for its turn.
 
@@ -131,12 +162,8 @@ def pipe_run(
     ``n``-th ``unith_shell.turn`` line. Latencies (``--json`` only) are the shell's own
     ``total_latency``: message sent -> last part in.
     """
-    env = isolated_env(home, UNITH_SHELL_PLUGINS=",".join(plugins))
-    cmd = [*UNITH_SHELL, "--base-url", base_url, "--no-history"]
-    if json_mode:
-        cmd.append("--json")
-    if plugins:
-        cmd += ["--plugins-dir", str(plugins_dir)]
+    env = isolated_env(home, loop=loop, allocator=allocator, UNITH_SHELL_PLUGINS=",".join(plugins))
+    cmd = pipe_cmd(base_url, plugins, plugins_dir, json_mode)
     out = home / "stdout.txt"
     home.mkdir(parents=True, exist_ok=True)
     with out.open("wb") as sink:
@@ -179,15 +206,68 @@ def pipe_run(
     return Run(n, elapsed, latencies)
 
 
-def wscat_run(base_url: str, n: int, warmup: int) -> Run:
-    """wscat on pipes, driven line by line: write a message, read until its ``is_last``.
+def drive(stdin: int, reader: LineReader, lines: list[bytes], end: bytes, warmup: int) -> Run:
+    """The lock-step driver: write one line, read until its reply's ``end`` marker, repeat.
 
-    The driver's own reads and writes are in the measured time (wscat cannot run the exchange
-    by itself), so this slightly favours the other variants.
+    The first ``warmup`` lines are not timed; each latency is write -> marker read, so it
+    includes the driver's pipe round trip for every variant alike.
     """
+    for line in lines[:warmup]:
+        write_all(stdin, line)
+        reader.read_until(end, reader.seen + 1)
+    latencies = []
+    clock = time.perf_counter
+    started = clock()
+    for line in lines[warmup:]:
+        t0 = clock()
+        write_all(stdin, line)
+        reader.read_until(end, reader.seen + 1)
+        latencies.append(clock() - t0)
+    return Run(len(lines) - warmup, clock() - started, latencies)
+
+
+def driven_pipe(base_url: str, home: Path, n: int, warmup: int) -> Run:
+    """Plain pipe mode (no plugins) on pipes, driven one line at a time."""
+    env = isolated_env(home, UNITH_SHELL_PLUGINS="")
+    proc = subprocess.Popen(
+        pipe_cmd(base_url, [], home, False),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        reader = LineReader(proc.stdout.fileno())
+        return drive(proc.stdin.fileno(), reader, [b"hello\n"] * (warmup + n), PLAIN_END, warmup)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def driven_raw(base_url: str, n: int, warmup: int) -> Run:
+    """The raw client's stdio mode, driven one line at a time."""
+    proc = subprocess.Popen(
+        [PYTHON, str(HERE / "raw_client.py"), base_url, "stdio"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=child_env(loop="asyncio"),
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        reader = LineReader(proc.stdout.fileno())
+        return drive(proc.stdin.fileno(), reader, [b"hello\n"] * (warmup + n), FRAME_END, warmup)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def driven_wscat(base_url: str, n: int, warmup: int) -> Run:
+    """wscat on pipes, driven one line at a time (wscat cannot log in: the driver does it
+    over urllib first, as the raw client does, and writes the handshake and messages as JSON)."""
     creds, proc = start_wscat(base_url)
     assert proc.stdin is not None and proc.stdout is not None
-    marker = b'"is_last":true'
     try:
         reader = LineReader(proc.stdout.fileno())
         stdin = proc.stdin.fileno()
@@ -198,7 +278,7 @@ def wscat_run(base_url: str, n: int, warmup: int) -> Run:
         while True:
             write_all(stdin, handshake + b"\n")
             try:
-                reader.read_until(marker, 1, timeout=0.25)
+                reader.read_until(FRAME_END, 1, timeout=0.25)
                 break
             except TimeoutError:
                 if time.monotonic() > deadline:
@@ -210,22 +290,10 @@ def wscat_run(base_url: str, n: int, warmup: int) -> Run:
             + b"\n"
             for i in range(warmup + n)
         ]
-        for line in lines[:warmup]:
-            write_all(stdin, line)
-            reader.read_until(marker, reader.seen + 1)
-        latencies = []
-        clock = time.perf_counter
-        started = clock()
-        for line in lines[warmup:]:
-            t0 = clock()
-            write_all(stdin, line)
-            reader.read_until(marker, reader.seen + 1)
-            latencies.append(clock() - t0)
-        elapsed = clock() - started
+        return drive(stdin, reader, lines, FRAME_END, warmup)
     finally:
         proc.kill()
         proc.wait()
-    return Run(n, elapsed, latencies)
 
 
 def render_per_part(parts: int, reps: int) -> tuple[float, float]:
@@ -286,22 +354,128 @@ def _null(text: str) -> None:
     pass
 
 
+MEMORY_CALLS = ("mmap", "munmap", "mremap", "brk")
+
+
+def memory_syscalls(cmd: list[str], env: dict[str, str], stdin: bytes, n: int) -> float:
+    """Memory-management system calls (mmap, munmap, mremap, brk) per round trip, counted by
+    ``strace -f -c`` over a whole run of ``n`` round trips (start-up included, so a few
+    hundred calls are fixed cost). Deterministic where timings are noisy: it shows whether
+    each socket read's 256 KiB buffer is an mmap + mremap + munmap or comes from the heap."""
+    with temp_dir() as tmp:
+        summary = tmp / "strace.txt"
+        subprocess.run(
+            [
+                "strace",
+                "-f",
+                "-c",
+                "-e",
+                "trace=" + ",".join(MEMORY_CALLS),
+                "-o",
+                str(summary),
+                *cmd,
+            ],
+            input=stdin,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            check=True,
+            timeout=300,
+        )
+        calls = 0
+        for line in summary.read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 5 and fields[-1] in MEMORY_CALLS and fields[3].isdigit():
+                calls += int(fields[3])
+    return calls / n
+
+
+def allocator_calls(base_url: str, home: Path, n: int) -> list[Result]:
+    """Per-round-trip memory system calls of both sides under each allocator setting."""
+    if shutil.which("strace") is None:
+        return [
+            Skipped(
+                "message path",
+                "allocator: memory system calls per round trip",
+                "strace is not installed",
+            )
+        ]
+    out: list[Result] = []
+    raw_cmd = [PYTHON, str(HERE / "raw_client.py"), base_url, "rtt", str(n), "0"]
+    pipe = pipe_cmd(base_url, [], home, False)
+    for alloc in ALLOCATORS:
+        raw = memory_syscalls(raw_cmd, child_env(allocator=alloc), b"", n)
+        shell = memory_syscalls(
+            pipe, isolated_env(home, allocator=alloc, UNITH_SHELL_PLUGINS=""), b"hello\n" * n, n
+        )
+        out.append(
+            Figure(
+                "message path",
+                f"allocator '{alloc}': memory system calls per round trip, pipe mode",
+                max(shell, 1e-3),  # a figure must be positive; 0 calls shows as 0.001
+                "calls",
+                f"raw client, '{alloc}'",
+                max(raw, 1e-3),
+                note=f"strace -f -c over {n} round trips, start-up included (asyncio)"
+                if alloc == "default"
+                else "",
+            )
+        )
+    return out
+
+
+def _rate_figure(
+    name: str,
+    value: float,
+    baseline_name: str,
+    baseline: float,
+    limit: float | None = None,
+    note: str = "",
+) -> Figure:
+    return Figure(
+        "message path",
+        name,
+        value,
+        "/s",
+        baseline_name,
+        baseline,
+        better="higher",
+        target="" if limit is None else (f"> {limit:.1f}x" if limit == 1.0 else f">= {limit:.2f}x"),
+        limit=limit,
+        note=note,
+    )
+
+
 def run(quick: bool = False) -> list[Result]:
     n, warmup, reps = (30, 5, 1) if quick else (2000, 200, 5)
     out: list[Result] = []
     has_wscat = shutil.which("wscat") is not None
+    loops = ["asyncio", "uvloop"] if has_uvloop() else ["asyncio"]
     runs: dict[str, list[Run]] = {}
     with temp_dir() as tmp, server_process() as base_url:
         plugins_dir = tmp / "plugins"
         names = write_noop_plugins(plugins_dir, 10)
-        variants: dict[str, Callable[[], Run]] = {
-            "raw": lambda: raw_run(base_url, n, warmup),
-            "pipe0": lambda: pipe_run(base_url, tmp / "h0", n, warmup, [], plugins_dir),
-            "pipe10": lambda: pipe_run(base_url, tmp / "h10", n, warmup, names, plugins_dir),
-            "json0": lambda: pipe_run(base_url, tmp / "j0", n, warmup, [], plugins_dir, True),
-        }
+        variants: dict[str, Callable[[], Run]] = {}
+        for loop in loops:
+            variants[f"raw/{loop}"] = lambda loop=loop: raw_run(base_url, n, warmup, loop)
+            variants[f"pipe0/{loop}"] = lambda loop=loop: pipe_run(
+                base_url, tmp / f"h0{loop}", n, warmup, [], plugins_dir, loop=loop
+            )
+            variants[f"pipe10/{loop}"] = lambda loop=loop: pipe_run(
+                base_url, tmp / f"h10{loop}", n, warmup, names, plugins_dir, loop=loop
+            )
+            variants[f"json0/{loop}"] = lambda loop=loop: pipe_run(
+                base_url, tmp / f"j0{loop}", n, warmup, [], plugins_dir, True, loop=loop
+            )
+        variants["driven/raw"] = lambda: driven_raw(base_url, n, warmup)
+        variants["driven/pipe0"] = lambda: driven_pipe(base_url, tmp / "d0", n, warmup)
         if has_wscat:
-            variants["wscat"] = lambda: wscat_run(base_url, n, warmup)
+            variants["driven/wscat"] = lambda: driven_wscat(base_url, n, warmup)
+        for alloc in ("mmap per read", "heap"):
+            variants[f"raw/{alloc}"] = lambda a=alloc: raw_run(base_url, n, warmup, "asyncio", a)
+            variants[f"pipe0/{alloc}"] = lambda a=alloc: pipe_run(
+                base_url, tmp / f"a{a[0]}", n, warmup, [], plugins_dir, allocator=a
+            )
 
         def recorder(name: str, fn: Callable[[], Run]) -> Callable[[], float]:
             def call() -> float:
@@ -314,104 +488,145 @@ def run(quick: bool = False) -> list[Result]:
         rates = interleave({k: recorder(k, v) for k, v in variants.items()}, reps)
     rate = {k: median(v) for k, v in rates.items()}
     lat = {k: [x for r in v for x in r.latencies] for k, v in runs.items()}
-    raw_base = "raw websockets client"
-    note = f"{n} round trips x {reps} interleaved runs, medians; echo + 3 parts per message"
-    out.append(
-        Figure(
-            "message path",
-            "pipe mode, 0 plugins: round trips/s",
-            rate["pipe0"],
-            "/s",
-            raw_base,
-            rate["raw"],
-            better="higher",
-            target=">= 0.93x",
-            limit=0.93,
-            note=note,
-        )
+    note = (
+        f"{n} round trips x {reps} interleaved runs, medians; echo + 3 parts per message; "
+        f"unith-shell: {TARGET.how}"
     )
-    out.append(
-        Figure(
-            "message path",
-            "pipe mode, 10 no-op plugins: round trips/s",
-            rate["pipe10"],
-            "/s",
-            raw_base,
-            rate["raw"],
-            better="higher",
-            target=">= 0.80x",
-            limit=0.80,
-        )
-    )
-    out.append(
-        Figure(
-            "message path",
-            "pipe mode --json, 0 plugins: round trips/s",
-            rate["json0"],
-            "/s",
-            raw_base,
-            rate["raw"],
-            better="higher",
-            note="--json prints every event (echo, 3 parts, the turn) as a JSON line",
-        )
-    )
-    for q in (50, 99):
+    for loop in loops:
+        raw_base = f"raw websockets client ({loop})"
+        raw = rate[f"raw/{loop}"]
+        on = f" [{loop}]"
         out.append(
-            Figure(
-                "message path",
-                f"pipe mode --json, 0 plugins: p{q} latency",
-                percentile(lat["json0"], q) * 1e6,
-                "us",
+            _rate_figure(
+                "pipe mode, 0 plugins: round trips/s" + on,
+                rate[f"pipe0/{loop}"],
                 raw_base,
-                percentile(lat["raw"], q) * 1e6,
-                note="the shell's own total_latency vs the raw client's send -> is_last"
-                if q == 50
+                raw,
+                0.90,
+                note if loop == "asyncio" else "both sides on uvloop",
+            )
+        )
+        out.append(
+            _rate_figure(
+                "pipe mode, 10 no-op plugins: round trips/s" + on,
+                rate[f"pipe10/{loop}"],
+                raw_base,
+                raw,
+                0.80,
+            )
+        )
+        out.append(
+            _rate_figure(
+                "pipe mode --json, 0 plugins: round trips/s" + on,
+                rate[f"json0/{loop}"],
+                raw_base,
+                raw,
+                0.75,
+                "--json prints every event (echo, 3 parts, the turn) as a JSON line"
+                if loop == "asyncio"
                 else "",
             )
         )
+        for q in (50, 99):
+            out.append(
+                Figure(
+                    "message path",
+                    f"pipe mode --json, 0 plugins: p{q} latency" + on,
+                    percentile(lat[f"json0/{loop}"], q) * 1e6,
+                    "us",
+                    raw_base,
+                    percentile(lat[f"raw/{loop}"], q) * 1e6,
+                    note="the same window on both sides: frame written -> is_last part in "
+                    "(the shell's total_latency)"
+                    if q == 50 and loop == "asyncio"
+                    else "",
+                )
+            )
+    if "uvloop" not in loops:
+        out.append(
+            Skipped(
+                "message path",
+                "uvloop rows (pipe mode vs raw client, both on uvloop)",
+                "uvloop is not installed (pip install '.[speed]')",
+            )
+        )
+    driven = "one line at a time through the same driver (write -> end of reply read)"
+    out.append(
+        _rate_figure(
+            "driven lock-step: pipe mode, 0 plugins: round trips/s",
+            rate["driven/pipe0"],
+            "raw client stdio mode, same driver",
+            rate["driven/raw"],
+            note=driven,
+        )
+    )
+    out.append(
+        Figure(
+            "message path",
+            "driven lock-step: pipe mode p50 latency",
+            percentile(lat["driven/pipe0"], 50) * 1e6,
+            "us",
+            "raw client stdio mode, same driver",
+            percentile(lat["driven/raw"], 50) * 1e6,
+        )
+    )
     if has_wscat:
         out.append(
-            Figure(
-                "message path",
-                "pipe mode, 0 plugins vs wscat: round trips/s",
-                rate["pipe0"],
-                "/s",
-                "wscat (driven over pipes)",
-                rate["wscat"],
-                better="higher",
-                target="> 1.0x",
-                limit=1.0,
+            _rate_figure(
+                "driven lock-step: pipe mode vs wscat: round trips/s",
+                rate["driven/pipe0"],
+                "wscat, same driver",
+                rate["driven/wscat"],
+                1.0,
+            )
+        )
+        out.append(
+            _rate_figure(
+                "driven lock-step: wscat: round trips/s (reference)",
+                rate["driven/wscat"],
+                "raw client stdio mode, same driver",
+                rate["driven/raw"],
             )
         )
         out.append(
             Figure(
                 "message path",
-                "wscat: round trips/s (reference)",
-                rate["wscat"],
-                "/s",
-                raw_base,
-                rate["raw"],
-                better="higher",
-            )
-        )
-        out.append(
-            Figure(
-                "message path",
-                "wscat: p50 latency (reference)",
-                percentile(lat["wscat"], 50) * 1e6,
+                "driven lock-step: wscat p50 latency (reference)",
+                percentile(lat["driven/wscat"], 50) * 1e6,
                 "us",
-                raw_base,
-                percentile(lat["raw"], 50) * 1e6,
+                "raw client stdio mode, same driver",
+                percentile(lat["driven/raw"], 50) * 1e6,
             )
         )
     else:
         out.append(
             Skipped(
                 "message path",
-                "pipe mode vs wscat",
-                "wscat is not installed (npm install -g wscat)",
+                "driven lock-step: pipe mode vs wscat",
+                "wscat is not installed (npm install wscat, then put it on PATH)",
             )
         )
+    for alloc in ("mmap per read", "heap"):
+        out.append(
+            _rate_figure(
+                f"allocator '{alloc}': pipe mode, 0 plugins: round trips/s",
+                rate[f"pipe0/{alloc}"],
+                f"raw client, '{alloc}'",
+                rate[f"raw/{alloc}"],
+                note="asyncio; both sides under "
+                + (" ".join(f"{k}={v}" for k, v in ALLOCATORS[alloc].items())),
+            )
+        )
+        out.append(
+            _rate_figure(
+                f"allocator '{alloc}': raw client: round trips/s",
+                rate[f"raw/{alloc}"],
+                "raw client, glibc default (asyncio)",
+                rate["raw/asyncio"],
+            )
+        )
+    with temp_dir() as tmp, server_process() as base_url:
+        out.extend(allocator_calls(base_url, tmp / "strace-home", 200 if quick else 2000))
     shell_s, base_s = render_per_part(300 if quick else 30_000, 1 if quick else 5)
     out.append(
         Figure(

@@ -2,9 +2,15 @@
 
 Login with ``POST /token`` (stdlib urllib: no httpx), open the switch socket, send the
 handshake, read the greeting up to ``is_last``; then per message: send it and read the echo and
-the parts until ``is_last``. Uses uvloop when it is installed, as ``unith-shell`` does.
+the parts until ``is_last``. Uses uvloop when it is installed, as ``unith-shell`` does (the
+benchmarks block it for both sides in the asyncio rows).
 
 ``python raw_client.py BASE_URL rtt N WARMUP`` prints ``{"n", "elapsed", "latencies"}`` as JSON;
+each latency is the same window as the shell's ``total_latency``: from the frame written to
+the socket to the ``is_last`` part parsed.
+``python raw_client.py BASE_URL stdio`` reads messages from stdin, one a line, sends each after
+the previous reply is complete and writes each reply's ``is_last`` frame to stdout, flushed
+(the lock-step driver runs it like pipe mode and wscat).
 ``python raw_client.py BASE_URL idle`` does one round trip, prints ``ready`` and then waits
 for stdin to close (for the memory benchmark).
 """
@@ -38,16 +44,31 @@ async def run(base_url: str, mode: str, n: int, warmup: int) -> None:
         while not json.loads(await ws.recv()).get("is_last"):
             pass
         next_id = 0
+        clock = time.perf_counter
 
-        async def round_trip() -> None:
+        async def round_trip(text: str = "hello") -> tuple[float, str]:
+            """Send one message; (seconds from sent to is_last parsed, the is_last frame)."""
             nonlocal next_id
-            message = {"id": next_id, "user_id": user_id, "event": "text", "text": "hello"}
+            message = {"id": next_id, "user_id": user_id, "event": "text", "text": text}
             next_id += 1
             await ws.send(json.dumps(message))
+            sent = clock()
             while True:
-                frame = json.loads(await ws.recv())
+                data = await ws.recv()
+                frame = json.loads(data)
                 if frame.get("is_last") and frame.get("input_message_id") is not None:
-                    return
+                    return clock() - sent, str(data)
+
+        if mode == "stdio":
+            loop = asyncio.get_running_loop()
+            reader = asyncio.StreamReader()
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+            out = sys.stdout.buffer
+            while line := await reader.readline():
+                _, last = await round_trip(line.decode().rstrip("\n"))
+                out.write(last.encode() + b"\n")
+                out.flush()
+            return
 
         if mode == "idle":
             await round_trip()
@@ -58,12 +79,10 @@ async def run(base_url: str, mode: str, n: int, warmup: int) -> None:
         for _ in range(warmup):
             await round_trip()
         latencies = []
-        clock = time.perf_counter
         started = clock()
         for _ in range(n):
-            t0 = clock()
-            await round_trip()
-            latencies.append(clock() - t0)
+            latency, _ = await round_trip()
+            latencies.append(latency)
         elapsed = clock() - started
         print(json.dumps({"n": n, "elapsed": elapsed, "latencies": latencies}), flush=True)
 

@@ -3,6 +3,13 @@
     python benchmarks/run.py            # the full run (a few minutes)
     python benchmarks/run.py --quick    # tiny counts: checks that every benchmark works
     python benchmarks/run.py --only hooks,memory --json out.json
+    python benchmarks/run.py --source /path/to/other/tree   # measure another checkout
+
+The measured unith-shell is a regular (non-editable) install of the tree, byte code
+compiled, made once per run in a temporary folder (``pip install --no-deps --target``; about
+2 s); ``--in-place`` runs this environment's own console script instead (an editable install
+runs the work tree). The output says which. If the install fails, the full run stops; a
+``--quick`` run goes on in place and says why.
 
 Areas: startup, message_path, hooks, memory, scale, scenario_runner. Every measured client
 runs in its own process against the local server in another (``python -m unith_shell serve
@@ -26,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Figure, Result, Skipped, fmt
+from _common import REPO, TARGET, Figure, Result, Skipped, fmt, install_target, temp_dir
 
 AREAS = ("startup", "message_path", "hooks", "memory", "scale", "scenario_runner")
 
@@ -35,9 +42,9 @@ def environment() -> dict[str, str]:
     try:
         import uvloop  # noqa: F401
 
-        loop = "uvloop"
+        loop = "asyncio rows (uvloop blocked in both sides), uvloop rows"
     except ImportError:
-        loop = "asyncio (uvloop not installed)"
+        loop = "asyncio only (uvloop not installed: pip install '.[speed]')"
     wscat = shutil.which("wscat")
     version = "not installed"
     if wscat:
@@ -78,12 +85,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny counts (a smoke test)")
     parser.add_argument("--only", help=f"comma-separated areas ({', '.join(AREAS)})")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument(
+        "--in-place",
+        action="store_true",
+        help="run this environment's console script instead of installing the tree first",
+    )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=REPO,
+        help="the tree to install and measure (default: this checkout)",
+    )
     args = parser.parse_args(argv)
     areas = AREAS if not args.only else tuple(a.strip() for a in args.only.split(","))
     unknown = [a for a in areas if a not in AREAS]
     if unknown:
         parser.error(f"unknown area(s): {', '.join(unknown)}")
+    with temp_dir("unith-bench-install-") as install:
+        if not args.in_place:
+            try:
+                install_target(install, args.source.resolve())
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, RuntimeError) as exc:
+                stderr = getattr(exc, "stderr", None) or b""
+                why = (stderr.decode(errors="replace").strip().splitlines() or [str(exc)])[-1]
+                if not args.quick or args.source.resolve() != REPO:
+                    # The full run measures what users run, or nothing.
+                    print(f"run.py: cannot install {args.source}: {why[:300]}", file=sys.stderr)
+                    return 1
+                TARGET.how += f" (install failed: {why[:200]})"
+        elif args.source.resolve() != REPO:
+            parser.error("--source needs an install (drop --in-place)")
+        return _run(args, areas)
+
+
+def _run(args: argparse.Namespace, areas: tuple[str, ...]) -> int:
     env = environment()
+    env["unith-shell"] = TARGET.how
     print("unith-shell benchmarks" + (" (--quick: tiny counts, figures are noise)" * args.quick))
     for key, value in env.items():
         print(f"  {key}: {value}")

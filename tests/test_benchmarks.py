@@ -19,10 +19,12 @@ EXPECTED = {
     "start-up": 3,
     # The wscat rows need wscat (npm), which a fresh machine does not have: a skipped row
     # (with the reason) counts as a row, so the suite passes with or without it.
-    "message path": 6,
+    # asyncio rows (5), lock-step driver (2), allocator (4), REPL print path (1)
+    "message path": 12,
     "message path (wscat or skipped)": 1,
+    "message path (uvloop or skipped)": 1,
     "hook dispatch": 4,
-    "memory": 5,  # + 1 wscat row
+    "memory": 7,  # idle, after /video and 20,000 turns for both modes, bare import (+ wscat)
     "scale": 3,
     "scenario runner": 1,
 }
@@ -64,6 +66,20 @@ def test_every_benchmark_runs_quick(tmp_path: Path) -> None:
     )
     if not shutil.which("wscat"):
         assert wscat_rows and all("skipped" in r for r in wscat_rows), wscat_rows
+    uvloop_rows = [r for r in results if "uvloop" in r["name"] and r["area"] == "message path"]
+    by_area["message path (uvloop or skipped)"] = len(uvloop_rows)
+    # Both sides on the same loop: every uvloop figure is against the raw client on uvloop.
+    for row in uvloop_rows:
+        assert "skipped" in row or "uvloop" in row["baseline_name"], row
+    for name in ("mmap per read", "heap"):
+        assert any(name in r["name"] for r in figures), name
+    # the allocator's system calls on both sides (strace), or the reason they are missing
+    assert any("memory system calls" in r["name"] for r in results), [r["name"] for r in results]
+    # The measured shell is a regular install of this tree (a quick run without a way to build
+    # the wheel goes on in place and says why), and the output says which.
+    how = payload["environment"]["unith-shell"]
+    assert how.startswith("installed copy of") or "(install failed: " in how, how
+    assert f"unith-shell: {how}" in proc.stdout
     for area, count in EXPECTED.items():
         assert by_area.get(area, 0) >= count, (area, by_area)
     targets = [f for f in figures if f["target"]]

@@ -16,18 +16,19 @@ import os
 import signal
 import stat
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO, cast
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.application import get_app_or_none, get_app_session, run_in_terminal
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import HTML, to_formatted_text
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
-from prompt_toolkit.patch_stdout import StdoutProxy
 from prompt_toolkit.shortcuts import clear
 
 from unith_shell.config import ensure_private_dir, open_private
@@ -219,20 +220,138 @@ def toolbar_text(shell: Shell) -> str:
     return " " + " | ".join(parts) + "   /help "
 
 
+class AbovePrompt:
+    """``sys.stdout``/``sys.stderr`` while the REPL runs: text is printed above the prompt.
+
+    prompt-toolkit's ``StdoutProxy`` hands lines to a thread that repaints and then sleeps
+    (0.2 s by default; 20 ms here before) to batch the next ones, so a reply's last part
+    showed up that late. This batches by event-loop pass instead: the complete lines written
+    during one pass (every frame of a socket read: the whole reply when it came in one read)
+    go out together at the end of that pass, with one repaint; while a repaint runs, lines
+    collect for the next. A reply appears as soon as it is complete, and a flood of parts
+    costs one repaint per pass, never one per line. A partial line waits for its newline or
+    an explicit ``flush()``. No thread: writes from another thread are handed to the loop.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.get_ident()
+        self._output = get_app_session().output
+        self._pending: list[str] = []
+        self._flush_partial = False
+        self._scheduled = False
+        self._painting = False
+        self.closed = False
+
+    # -- the TextIO subset print() and plugins use -------------------------------------------
+
+    def write(self, text: str) -> int:
+        if not text:
+            return 0
+        if self.closed:  # the prompt is gone (a thread's late write): straight out
+            self._write_now(text)
+            return len(text)
+        if threading.get_ident() != self._thread:
+            try:
+                self._loop.call_soon_threadsafe(self.write, text)
+            except RuntimeError:  # the loop is closed: nothing is drawn any more
+                self._write_now(text)
+            return len(text)
+        self._pending.append(text)
+        if "\n" in text:
+            self._schedule()
+        return len(text)
+
+    def flush(self) -> None:
+        if threading.get_ident() != self._thread:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self.flush)
+            return
+        if self._pending:
+            self._flush_partial = True
+            self._schedule()
+
+    def fileno(self) -> int:
+        return self._output.fileno()
+
+    def isatty(self) -> bool:
+        stdout = self._output.stdout
+        return stdout is not None and stdout.isatty()
+
+    @property
+    def encoding(self) -> str:
+        return self._output.encoding()
+
+    @property
+    def errors(self) -> str:
+        return "strict"
+
+    # -- painting ---------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        if not self._scheduled and not self._painting:
+            self._scheduled = True
+            self._loop.call_soon(self._paint)  # runs after this pass's callbacks
+
+    def _take(self) -> str:
+        text = "".join(self._pending)
+        self._pending.clear()
+        if not self._flush_partial:
+            text, newline, tail = text.rpartition("\n")
+            text += newline
+            if tail:
+                self._pending.append(tail)
+        self._flush_partial = False
+        return text
+
+    def _paint(self) -> None:
+        self._scheduled = False
+        text = self._take()
+        if not text:
+            return
+        app = get_app_or_none()
+        if app is None or not app.is_running:
+            self._write_now(text)
+            return
+        self._painting = True
+        done = run_in_terminal(lambda: self._write_now(text))
+        cast("asyncio.Future[None]", done).add_done_callback(self._painted)
+
+    def _painted(self, future: asyncio.Future[None]) -> None:
+        self._painting = False
+        if not future.cancelled():
+            future.exception()  # retrieved: a failed repaint must not be logged at exit
+        if self._flush_partial or any("\n" in text for text in self._pending):
+            self._schedule()
+
+    def _write_now(self, text: str) -> None:
+        output = self._output
+        output.enable_autowrap()
+        output.write_raw(text)
+        output.flush()
+
+    def close(self) -> None:
+        """Write what is left at once (the prompt is gone by now)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._flush_partial = True
+        text = self._take()
+        if text:
+            self._write_now(text)
+
+
 @contextlib.contextmanager
 def _above_prompt() -> Iterator[None]:
-    """Like prompt-toolkit's ``patch_stdout(raw=True)``, but repaint every 20 ms, not 200 ms.
-
-    The proxy writes the first line at once and then batches for ``sleep_between_writes``;
-    at 0.2 s a streamed reply's later parts would lag visibly behind the socket.
-    """
-    with StdoutProxy(raw=True, sleep_between_writes=0.02) as proxy:
-        stdout, stderr = sys.stdout, sys.stderr
-        sys.stdout = sys.stderr = cast(TextIO, proxy)
-        try:
-            yield
-        finally:
-            sys.stdout, sys.stderr = stdout, stderr
+    """Route ``print`` (and plugins' writes) through :class:`AbovePrompt` while it lasts."""
+    proxy = AbovePrompt(asyncio.get_running_loop())
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = cast(TextIO, proxy)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+        proxy.close()
 
 
 def prompt_text(shell: Shell) -> str:
