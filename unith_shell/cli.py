@@ -16,7 +16,7 @@ from unith_shell import __version__
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
 
     from unith_shell.config_file import LoadResult
@@ -134,8 +134,25 @@ def resolve(argv: Sequence[str], env: dict[str, str]) -> tuple[argparse.Namespac
     return args, load_settings(flags, env=env, config_file=paths(env).config_file)
 
 
+def _reopen_closed_std_fds() -> None:
+    """Point a closed stdin, stdout or stderr at /dev/null.
+
+    Otherwise the next socket or file takes its number (fd 0 for the WebSocket), and writes
+    meant for stdout go to the server, or uvloop aborts on an assertion about fd numbers.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDWR)
+            if opened != fd:
+                os.dup2(opened, fd)
+                os.close(opened)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _reopen_closed_std_fds()
     if argv == ["--version"]:  # the common case, answered before building any parser
         print(f"unith-shell {__version__}")
         return 0
@@ -285,13 +302,16 @@ def _valid_base_url(url: str) -> bool:
 
 
 def _asyncio_run(coro: Any) -> int:
+    run: Callable[[Any], Any] | None
     try:
         import uvloop  # optional: the 'speed' extra
     except ImportError:
-        uvloop = None
+        run = None
+    else:
+        run = uvloop.run
     # Run outside the try: an ImportError from the app must not look like a missing uvloop.
-    if uvloop is not None:
-        result: int = uvloop.run(coro)
+    if run is not None:
+        result: int = run(coro)
         return result
     import asyncio
 
