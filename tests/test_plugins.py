@@ -25,8 +25,9 @@ from tests.conftest import REPO, UNITH_SHELL, Make, cli_env
 from tests.plugin_fixtures._harness import Harness, fixture
 from unith_shell import hookimpl
 from unith_shell.plugins import BUNDLED, PluginError
-from unith_shell.protocol import ResponsePart, Turn, UserMessage
+from unith_shell.protocol import ResponsePart, UserMessage
 from unith_shell.server import LocalServer
+from unith_shell.turn import Turn
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -21,9 +21,10 @@ from unith_shell.api import (
     UnithAPI,
     jwt_payload,
 )
-from unith_shell.protocol import ProtocolError, ResponsePart, ServerEvent, Turn, UserMessage
+from unith_shell.protocol import ProtocolError, ResponsePart, ServerEvent, UserMessage
 from unith_shell.server import LocalServer
 from unith_shell.session import Session, SessionError, SessionListener, SessionOptions, State
+from unith_shell.turn import Turn
 
 
 class Recorder(SessionListener):

@@ -34,11 +34,11 @@ if TYPE_CHECKING:
         ServerEvent,
         SessionTimeout,
         TimeoutWarning,
-        Turn,
         UnknownEvent,
         UserMessage,
         redact,
     )
+    from unith_shell.turn import Turn
 
 #: public name -> the module that defines it (imported on first access)
 _LAZY = {
@@ -46,6 +46,7 @@ _LAZY = {
     "hookspec": "unith_shell.hookspecs",
     "Context": "unith_shell.commands",
     "CommandError": "unith_shell.commands",
+    "Turn": "unith_shell.turn",
     **{
         name: "unith_shell.protocol"
         for name in (
@@ -60,7 +61,6 @@ _LAZY = {
             "ServerEvent",
             "SessionTimeout",
             "TimeoutWarning",
-            "Turn",
             "UnknownEvent",
             "UserMessage",
             "redact",

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
+from unith_shell.errors import UserError
+
 if TYPE_CHECKING:
     from unith_shell.config import Settings
     from unith_shell.session import Session
@@ -66,7 +68,7 @@ class Command:
         return [w for w in words if w.startswith(text)]
 
 
-class CommandError(Exception):
+class CommandError(UserError):
     """Raised by a handler for a one-line usage error."""
 
 

@@ -24,6 +24,8 @@ from typing import Any, TextIO
 
 import platformdirs
 
+from unith_shell.errors import UserError
+
 __all__ = [
     "APP_NAME",
     "ConfigError",
@@ -42,7 +44,7 @@ APP_NAME = "unith-shell"
 _MASK = "***"
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A problem with the configuration; ``str()`` is always a single line."""
 
     def __init__(self, message: str) -> None:

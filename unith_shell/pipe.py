@@ -26,7 +26,6 @@ from unith_shell.protocol import (
     ResponsePart,
     ServerEvent,
     SessionTimeout,
-    Turn,
     redact,
 )
 from unith_shell.render import View, describe_event, escape_text, raw_line, reply_text
@@ -40,6 +39,7 @@ from unith_shell.session import (
     backoff,
 )
 from unith_shell.shell import Shell
+from unith_shell.turn import Turn
 
 EXIT_OK = 0
 EXIT_USAGE = 2

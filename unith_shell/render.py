@@ -21,11 +21,11 @@ from unith_shell.protocol import (
     ServerEvent,
     SessionTimeout,
     TimeoutWarning,
-    Turn,
     UnknownEvent,
     redact,
 )
 from unith_shell.sanitize import sanitize, sanitize_block
+from unith_shell.turn import Turn
 
 Write = Callable[[str], None]
 

@@ -24,12 +24,12 @@ from unith_shell.protocol import (
     ResponsePart,
     ServerEvent,
     TimeoutWarning,
-    Turn,
     UserMessage,
 )
 from unith_shell.render import HumanView, Style, View, escape_text
 from unith_shell.sanitize import sanitize
 from unith_shell.session import Session, SessionListener, SessionOptions, State
+from unith_shell.turn import Turn
 
 
 def session_options(settings: Settings) -> SessionOptions:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from unith_shell.config import Settings, paths
-from unith_shell.protocol import Turn
 from unith_shell.server import LocalServer
 from unith_shell.shell import Shell
+from unith_shell.turn import Turn
 
 FIXTURES = Path(__file__).resolve().parent
 

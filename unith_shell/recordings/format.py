@@ -31,9 +31,9 @@ from unith_shell.protocol import (
     ProtocolError,
     ResponsePart,
     SessionTimeout,
-    Turn,
     parse_object,
 )
+from unith_shell.turn import Turn
 
 FORMAT_NAME = "unith-shell-recording"
 FORMAT_VERSION = 1
