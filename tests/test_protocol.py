@@ -23,7 +23,6 @@ from unith_shell.protocol import (
     ServerEvent,
     SessionTimeout,
     TimeoutWarning,
-    Turn,
     UnknownEvent,
     UserMessage,
     encode,
@@ -31,6 +30,7 @@ from unith_shell.protocol import (
     parse_frame,
     redact,
 )
+from unith_shell.turn import Turn
 
 
 def frame(**fields: Any) -> str:

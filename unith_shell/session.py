@@ -752,15 +752,14 @@ class Session:
                 return _close_reason(exc)
             self._last_frame = loop.time()
             await self._dispatch(data)
+            # FORCED closed the socket already: recv() says so. CLOSED is checked too: a
+            # close() that came while a hook ran may find its cancellation swallowed (3.11's
+            # wait_for), and the reader must not read on.
             end = self.end
-            if end is EndReason.TIMED_OUT or end is EndReason.ENDED:
+            if end is not None and end is not EndReason.FORCED:
                 with contextlib.suppress(Exception):
                     await ws.close()
-                return (
-                    "the session timed out"
-                    if end is EndReason.TIMED_OUT
-                    else ("the conversation ended")
-                )
+                return _END_WORDS.get(end, end.value)
 
     async def _sender(self, ws: ClientConnection) -> None:
         """Sends what was queued while there was no socket (and ``keep_session``)."""
@@ -940,6 +939,13 @@ class Session:
         task, self._supervisor = self._supervisor, None
         if task is not None and task is not asyncio.current_task():
             await _cancel_and_wait(task)
+
+
+_END_WORDS = {
+    EndReason.TIMED_OUT: "the session timed out",
+    EndReason.ENDED: "the conversation ended",
+    EndReason.CLOSED: "session closed",
+}
 
 
 def _said_missing(info: asyncio.Task[bool] | None) -> bool:
