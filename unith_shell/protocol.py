@@ -301,6 +301,21 @@ def _depth_exceeds(obj: Any, limit: int) -> bool:
     return False
 
 
+#: What the fast path cannot take: a run of more digits than an integer may have (long
+#: fractions match too, harmlessly), an exponent (a float that may overflow), NaN or Infinity.
+_NEEDS_CHECKS = re.compile(rf"\d{{{MAX_INT_DIGITS + 1}}}|\d[eE]|NaN|Infinity")
+_PLAIN = json.JSONDecoder()
+_BOUNDED = json.JSONDecoder(
+    parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+)
+
+
+def _loads_bytes(data: bytes) -> Any:
+    return json.loads(
+        data, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+    )
+
+
 def loads_bounded(text: str | bytes) -> Any:
     """``json.loads`` with bounds: nesting depth, integer length, no NaN/Infinity.
 
@@ -308,12 +323,13 @@ def loads_bounded(text: str | bytes) -> Any:
         (never RecursionError, never the interpreter's int-conversion error).
     """
     try:
-        obj = json.loads(
-            text,
-            parse_int=_parse_int,
-            parse_float=_parse_float,
-            parse_constant=_parse_constant,
-        )
+        if isinstance(text, str) and _NEEDS_CHECKS.search(text) is None:
+            # The fast path, for nearly every frame: no number long enough to break a bound
+            # and no NaN/Infinity anywhere (not even inside a string), so the C scanner needs
+            # no Python callback per number. Depth is checked below on both paths.
+            obj = _PLAIN.decode(text)
+        else:
+            obj = _BOUNDED.decode(text) if isinstance(text, str) else _loads_bytes(text)
     except _JSONLimit as exc:
         raise ValueError(str(exc)) from None
     except json.JSONDecodeError as exc:
@@ -448,7 +464,7 @@ def parse_object(obj: dict[str, Any], *, user_id: str | None = None) -> ServerEv
 def encode(frame: Handshake | UserMessage | Mapping[str, Any]) -> str:
     """Encode a client frame as a JSON text frame."""
     obj = frame if isinstance(frame, Mapping) else frame.to_wire()
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    text = _ENCODER.encode(obj)
     # A lone surrogate (a server may hand out "\ud800" as a user_id, which goes back out in
     # every message) cannot be sent as UTF-8: write it as the JSON escape, the same value.
     if _SURROGATE.search(text) is None:
@@ -457,6 +473,8 @@ def encode(frame: Handshake | UserMessage | Mapping[str, Any]) -> str:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Made once: json.dumps with options builds an encoder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def redact(obj: Any) -> Any:

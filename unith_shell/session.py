@@ -759,7 +759,7 @@ class Session:
             if end is not None and end is not EndReason.FORCED:
                 with contextlib.suppress(Exception):
                     await ws.close()
-                return _END_WORDS.get(end, end.value)
+                return _END_WORDS.get(end, str(end.value))
 
     async def _sender(self, ws: ClientConnection) -> None:
         """Sends what was queued while there was no socket (and ``keep_session``)."""
