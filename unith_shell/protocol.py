@@ -7,6 +7,7 @@ unknown ([U]) upstream, the comment says so and the parser is tolerant there.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -301,13 +302,44 @@ def _depth_exceeds(obj: Any, limit: int) -> bool:
     return False
 
 
-#: What the fast path cannot take: a run of more digits than an integer may have (long
-#: fractions match too, harmlessly), an exponent (a float that may overflow), NaN or Infinity.
-_NEEDS_CHECKS = re.compile(rf"\d{{{MAX_INT_DIGITS + 1}}}|\d[eE]|NaN|Infinity")
 _PLAIN = json.JSONDecoder()
 _BOUNDED = json.JSONDecoder(
     parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
 )
+_INT_BOUND = 10**MAX_INT_DIGITS
+_NOT_JSON = object()
+
+
+def _numbers_in_bounds(obj: Any) -> bool:
+    """Every number in a decoded value is one the checked decoder accepts: an integer of at
+    most MAX_INT_DIGITS digits, a finite float. Iterative; flat frames cost a few checks."""
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        for item in value.values() if isinstance(value, dict) else value:
+            kind = type(item)
+            if kind is str or kind is bool or item is None:
+                continue
+            if kind is int:
+                if not -_INT_BOUND < item < _INT_BOUND:
+                    return False
+            elif kind is float:
+                if not math.isfinite(item):
+                    return False
+            elif kind is dict or kind is list:
+                stack.append(item)
+    return True
+
+
+def _loads_fast(text: str) -> Any:
+    """The C decoder without per-number callbacks, then the numbers checked afterwards: the
+    same bounds, for about half the cost. Anything it does not accept (an error, a number out
+    of bounds) returns ``_NOT_JSON`` and goes through the checked decoder, which says why."""
+    try:
+        obj = _PLAIN.decode(text)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+    return obj if _numbers_in_bounds([obj]) else _NOT_JSON
 
 
 def _loads_bytes(data: bytes) -> Any:
@@ -323,12 +355,9 @@ def loads_bounded(text: str | bytes) -> Any:
         (never RecursionError, never the interpreter's int-conversion error).
     """
     try:
-        if isinstance(text, str) and _NEEDS_CHECKS.search(text) is None:
-            # The fast path, for nearly every frame: no number long enough to break a bound
-            # and no NaN/Infinity anywhere (not even inside a string), so the C scanner needs
-            # no Python callback per number. Depth is checked below on both paths.
-            obj = _PLAIN.decode(text)
-        else:
+        # Nearly every frame takes the fast path; depth is checked below on both paths.
+        obj = _loads_fast(text) if isinstance(text, str) else _NOT_JSON
+        if obj is _NOT_JSON:
             obj = _BOUNDED.decode(text) if isinstance(text, str) else _loads_bytes(text)
     except _JSONLimit as exc:
         raise ValueError(str(exc)) from None
