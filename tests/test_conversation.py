@@ -180,15 +180,15 @@ def test_the_server_ending_things_ends_the_connection_first() -> None:
     assert actions == [EndConnection(EndReason.TIMED_OUT)]  # nothing was in flight
 
 
-def test_a_timeout_warning_asks_for_keep_alive_only_when_wanted() -> None:
+def test_a_timeout_warning_asks_for_keep_alive() -> None:
     warning = TimeoutWarning(event="timeout_warning", raw={})
-    assert Conversation(keep_alive=True).receive(warning) == [KeepAlive()]
-    assert Conversation(keep_alive=False).receive(warning) == []
+    assert Conversation().receive(warning) == [KeepAlive()]
 
 
 def test_too_many_parts_fail_the_turn_and_stop_it() -> None:
-    conv = Conversation(max_parts=3)
-    turn = sent_turn(conv)
+    conv = Conversation()
+    turn = conv.queue(message(), "hi", max_parts=3)
+    conv.sent(conv.take("u1", None), 1.0)
     actions = conv.receive(part(7, "far"))
     assert actions == [Complete(turn)] and turn.outcome == "failed"
     assert turn.error == "protocol error: part_order 7 is beyond the cap of 3 parts"

@@ -82,7 +82,7 @@ class Grace:
 
 @dataclass(slots=True, frozen=True)
 class KeepAlive:
-    """The server warned of a timeout: ask it to keep the session (``keep_session`` queued)."""
+    """The server warned of a timeout: ask it to keep the session (if the settings say so)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -110,9 +110,7 @@ class Conversation:
     a ``keep_session`` may go out while a turn is in flight.
     """
 
-    def __init__(self, *, max_parts: int = DEFAULT_MAX_PARTS, keep_alive: bool = True) -> None:
-        self.max_parts = max_parts
-        self.keep_alive = keep_alive
+    def __init__(self) -> None:
         self.outbox: deque[Outgoing] = deque()
         #: The turn whose reply is awaited (sent, not complete).
         self.inflight: Turn | None = None
@@ -132,10 +130,10 @@ class Conversation:
         """Messages queued but not yet sent, in order."""
         return [o.turn for o in self.outbox if o.turn is not None]
 
-    def queue(self, message: UserMessage, typed: str) -> Turn:
+    def queue(self, message: UserMessage, typed: str, max_parts: int = DEFAULT_MAX_PARTS) -> Turn:
         """Queue a user message (its text as ``before_send`` left it; ``typed`` is what the
-        user typed, which ``/retry`` sends again); return its turn."""
-        turn = Turn(message_id=None, prompt=message.text, input=typed, max_parts=self.max_parts)
+        user typed, which ``/retry`` sends again); return its turn, holding ``max_parts``."""
+        turn = Turn(message_id=None, prompt=message.text, input=typed, max_parts=max_parts)
         self.outbox.append(Outgoing(message, turn))
         return turn
 
@@ -204,9 +202,9 @@ class Conversation:
 
     # ---- in ----------------------------------------------------------------------------------
 
-    def start_greeting(self) -> Turn:
+    def start_greeting(self, max_parts: int = DEFAULT_MAX_PARTS) -> Turn:
         """A new connection: the greeting's turn, which the parts before any message join."""
-        greeting = Turn(message_id=GREETING_ID, max_parts=self.max_parts)
+        greeting = Turn(message_id=GREETING_ID, max_parts=max_parts)
         self.turns[GREETING_ID] = greeting
         self.greeting = greeting
         return greeting
@@ -257,8 +255,8 @@ class Conversation:
                 return []
             ending = self.fail_inflight(event.event, "the session timed out")
             return [EndConnection(EndReason.TIMED_OUT), *ending]
-        if isinstance(event, TimeoutWarning) and self.keep_alive:
-            return [KeepAlive()]
+        if isinstance(event, TimeoutWarning):
+            return [KeepAlive()]  # the session's keep_alive setting decides
         return []
 
     def _add_part(self, turn: Turn, part: ResponsePart) -> list[Action]:

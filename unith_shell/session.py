@@ -233,7 +233,7 @@ class Session:
         #: Why the current connection ends (or the last one ended); ``None`` while it runs.
         #: With :attr:`state` this is the session's whole state.
         self.end: EndReason | None = None
-        self.conversation = Conversation(max_parts=options.max_parts, keep_alive=options.keep_alive)
+        self.conversation = Conversation()
         self.credentials: Credentials | None = None
         #: The head's configuration (``alias``, ``language``, ...), fetched while connecting.
         self.head_info: dict[str, Any] | None = None
@@ -329,7 +329,7 @@ class Session:
         await self.listener.before_send(self, message)
         if message.cancelled is not None:
             return None
-        turn = self.conversation.queue(message, text)
+        turn = self.conversation.queue(message, text, self.options.max_parts)
         ws = self._ws
         if ws is not None and self.state is State.CONNECTED:
             # Connected: send now if idle; else the end of the turn in flight sends it, from
@@ -550,7 +550,7 @@ class Session:
         self._ws = ws
         if info is not None:
             await asyncio.wait([info], timeout=1.0)
-        greeting = self.conversation.start_greeting()
+        greeting = self.conversation.start_greeting(opts.max_parts)
         try:
             await self._send_frame(
                 Handshake(
@@ -852,7 +852,8 @@ class Session:
                     # is_last is in, a part is not: a short grace from the last frame.
                     self._deadlines.at_most(self._last_frame + self.options.gap_grace)
                 case KeepAlive():
-                    await self.keep_session()
+                    if self.options.keep_alive:
+                        await self.keep_session()
                 case EndConnection(reason=reason):
                     if self.end is None:
                         self.end = reason
