@@ -667,6 +667,8 @@ class Session:
                     await self._back_off()
 
     async def _attempt_failed(self, exc: SessionError, why: EndReason) -> None:
+        if self.end is EndReason.FORCED:
+            self.end = None  # a /reconnect during the attempt: it is being retried now
         text = str(exc)
         # Say it once; again only if the reason changes (the toolbar counts).
         if text != self.last_error:
