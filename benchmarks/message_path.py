@@ -301,8 +301,9 @@ def render_per_part(parts: int, reps: int) -> tuple[float, float]:
     null writer, vs the least a printer must do (an f-string per part into the same writer).
     Returns seconds per part (shell, baseline)."""
     from unith_shell.config import load_settings, paths
-    from unith_shell.protocol import ResponsePart, Turn
+    from unith_shell.protocol import ResponsePart
     from unith_shell.shell import Shell
+    from unith_shell.turn import Turn
 
     with temp_dir() as home:
         env = isolated_env(home)

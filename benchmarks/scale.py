@@ -66,7 +66,8 @@ def big_turns(parts: int, turns: int, home: Path) -> list[float]:
 
 def assembly_per_part(parts: int, reps: int) -> float:
     """Turn.add of ``parts`` parts (arriving in order) plus the turn's text: seconds per part."""
-    from unith_shell.protocol import ResponsePart, Turn
+    from unith_shell.protocol import ResponsePart
+    from unith_shell.turn import Turn
 
     made = [
         ResponsePart(

@@ -20,11 +20,12 @@ from typing import Any
 import pexpect
 
 from unith_shell.files import paths
-from unith_shell.protocol import ProtocolError, ResponsePart, ServerEvent, Turn
+from unith_shell.protocol import ProtocolError, ResponsePart, ServerEvent
 from unith_shell.server import LocalServer
 from unith_shell.session import Session, SessionListener, State
 from unith_shell.settings import OTHER_ENV_VARS, Settings, env_vars
 from unith_shell.shell import Shell
+from unith_shell.turn import Turn
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "plugin_fixtures"

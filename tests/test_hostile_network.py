@@ -19,8 +19,9 @@ from tests.support import Recorder, wait_for
 from tests.support import run_cli_async as run_cli
 from unith_shell import api
 from unith_shell.api import APITimeout, BadResponse, DownloadError, RedirectRefused, UnithAPI
-from unith_shell.protocol import ServerEvent, Turn
+from unith_shell.protocol import ServerEvent
 from unith_shell.session import Session, SessionError, SessionOptions, State
+from unith_shell.turn import Turn
 from unith_shell.urls import display_url, is_loopback, plain_http_warning, same_origin
 
 #: Only a guard against a hang on broken code; the bounds under test are far shorter.

@@ -24,8 +24,9 @@ import pytest
 from tests.support import REPO, UNITH_SHELL, Harness, Make, cli_env, fixture
 from unith_shell import hookimpl
 from unith_shell.plugins import BUNDLED, PluginError
-from unith_shell.protocol import ResponsePart, Turn, UserMessage
+from unith_shell.protocol import ResponsePart, UserMessage
 from unith_shell.server import LocalServer
+from unith_shell.turn import Turn
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -23,14 +23,15 @@ from unith_shell.protocol import (
     ServerEvent,
     SessionTimeout,
     TimeoutWarning,
-    Turn,
     UnknownEvent,
     UserMessage,
     encode,
     keep_session_message,
+    loads_bounded,
     parse_frame,
     redact,
 )
+from unith_shell.turn import Turn
 
 
 def frame(**fields: Any) -> str:
@@ -315,3 +316,35 @@ def test_completed_turn_text_is_parts_joined_in_part_order(
     assert turn.complete and turn.ok
     assert [(p.part_order, p.text) for p in shown] == [(i, t) for i, t in enumerate(texts)]
     assert turn.text == "\n".join(t for t in texts if t)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a":' + "9" * 31 + "}",  # one digit too many, in a tiny frame
+        '{"a":-' + "9" * 31 + "}",
+        '{"a":1e400}',
+        '{"a":-1E+999}',
+        '{"a":NaN}',
+        '{"a":[Infinity]}',
+        '{"a":-Infinity}',
+        "[" * 40 + "]" * 40,
+    ],
+)
+def test_small_frames_keep_every_json_bound(text: str) -> None:
+    # Small flat frames take a fast path past the per-number callbacks; it must not let
+    # through what the checked path refuses.
+    with pytest.raises(ValueError):
+        loads_bounded(text)
+
+
+def test_the_fast_path_and_the_checked_path_agree() -> None:
+    frames = [
+        '{"event":"text","input_message_id":3,"part_order":0,"is_last":false,"text":"hi"}',
+        '{"event":"response","score":0.25,"n":-12,"ok":true,"none":null,"t":"NaN inside"}',
+        '{"a":' + "9" * 30 + ',"b":"1e5 in a string"}',
+        ' {"x": [1, 2.5, {"y": []}]} ',
+    ]
+    for text in frames:
+        assert loads_bounded(text) == json.loads(text)
+        assert loads_bounded(text.encode()) == json.loads(text)

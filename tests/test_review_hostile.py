@@ -321,7 +321,8 @@ async def test_big_parts_past_the_turn_byte_cap_end_the_turn_and_the_session_goe
 
 
 def test_the_turn_byte_cap_counts_text_when_no_size_is_given() -> None:
-    from unith_shell.protocol import ResponsePart, Turn, TurnOverflow
+    from unith_shell.protocol import ResponsePart
+    from unith_shell.turn import Turn, TurnOverflow
 
     turn = Turn(message_id=1, max_bytes=10)
     turn.add(ResponsePart(event="text", raw={}, text="12345", part_order=0))

@@ -21,9 +21,10 @@ from unith_shell.api import (
     UnithAPI,
     jwt_payload,
 )
-from unith_shell.protocol import ResponsePart, Turn, UserMessage
+from unith_shell.protocol import ResponsePart, UserMessage
 from unith_shell.server import LocalServer
 from unith_shell.session import Session, SessionError, SessionOptions, State
+from unith_shell.turn import Turn
 
 
 def options(server: LocalServer, **kw: Any) -> SessionOptions:

@@ -35,11 +35,11 @@ if TYPE_CHECKING:
         ServerEvent,
         SessionTimeout,
         TimeoutWarning,
-        Turn,
         UnknownEvent,
         UserMessage,
         redact,
     )
+    from unith_shell.turn import Turn
 
 #: public name -> the module that defines it (imported on first access)
 _LAZY = {
@@ -49,6 +49,7 @@ _LAZY = {
     "FrontEnd": "unith_shell.context",
     "CommandError": "unith_shell.commands",
     "command": "unith_shell.commands",
+    "Turn": "unith_shell.turn",
     **{
         name: "unith_shell.protocol"
         for name in (
@@ -63,7 +64,6 @@ _LAZY = {
             "ServerEvent",
             "SessionTimeout",
             "TimeoutWarning",
-            "Turn",
             "UnknownEvent",
             "UserMessage",
             "redact",

@@ -29,6 +29,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
+from unith_shell.errors import UserError
 from unith_shell.protocol import loads_bounded
 from unith_shell.sanitize import sanitize
 from unith_shell.urls import display_url, same_origin
@@ -52,7 +53,7 @@ _ERROR_BODY_CAP = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-class APIError(Exception):
+class APIError(UserError):
     """A REST call failed. ``str(err)`` is a one-line message without secrets."""
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from unith_shell.context import Context as Context
+from unith_shell.errors import UserError
 
 Handler = Callable[[Context, str], Union[Awaitable[Any], Any]]  # noqa: UP007
 Completer = Union[Sequence[str], Callable[[Context, str], Iterable[str]]]  # noqa: UP007
@@ -80,7 +81,7 @@ def decorated_commands(plugin: object) -> Iterator[tuple[str, Handler, dict[str,
             yield mark[0], value, dict(mark[1])
 
 
-class CommandError(Exception):
+class CommandError(UserError):
     """Raised by a handler for a one-line usage error."""
 
 

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from unith_shell.commands import Command, CommandRegistry
     from unith_shell.config import Paths, Settings
     from unith_shell.plugins import PluginInfo
-    from unith_shell.protocol import Turn
     from unith_shell.session import Session, State
     from unith_shell.shell import Shell
+    from unith_shell.turn import Turn
 
 
 class FrontEnd(Protocol):

@@ -33,9 +33,10 @@ import pluggy
 
 if TYPE_CHECKING:
     from unith_shell.context import Context
-    from unith_shell.protocol import ServerEvent, Turn, UserMessage
+    from unith_shell.protocol import ServerEvent, UserMessage
     from unith_shell.session import Session
     from unith_shell.shell import Shell
+    from unith_shell.turn import Turn
 
 PROJECT = "unith_shell"
 

@@ -27,7 +27,6 @@ from unith_shell.protocol import (
     ResponsePart,
     ServerEvent,
     SessionTimeout,
-    Turn,
     redact,
 )
 from unith_shell.render import View, describe_event, escape_text, raw_line, reply_text
@@ -41,6 +40,7 @@ from unith_shell.session import (
     backoff,
 )
 from unith_shell.shell import Shell
+from unith_shell.turn import Turn
 
 EXIT_OK = 0
 EXIT_USAGE = 2

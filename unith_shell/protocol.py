@@ -7,11 +7,13 @@ unknown ([U]) upstream, the comment says so and the parser is tolerant there.
 from __future__ import annotations
 
 import json
+import math
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from unith_shell.errors import UserError
 
 # The greeting's parts are answers to no user message; V2's video queue plays group "-1" first,
 # which suggests the server tags them input_message_id -1 [I].
@@ -21,24 +23,13 @@ GREETING_ID = -1
 SECRET_KEYS = frozenset({"token", "access_token", "api_key", "password", "authorization"})
 
 
-#: Default cap on the parts of one reply, and on ``part_order`` (0 .. cap-1).
-DEFAULT_MAX_PARTS = 10_000
-#: Default cap on the bytes of the frames one reply keeps (each part holds its whole frame).
-#: Real replies are a few KiB; without it, 10,000 parts of 1 MiB each would be 10 GiB.
-DEFAULT_MAX_TURN_BYTES = 8 * 1024 * 1024
-
-
-class ProtocolError(ValueError):
+class ProtocolError(UserError, ValueError):
     """A frame that is not valid Unith JSON. ``str(err)`` is a one-line reason."""
 
     def __init__(self, reason: str, raw: str | bytes | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.raw = raw
-
-
-class TurnOverflow(ProtocolError):
-    """A reply went past the parts cap (too many parts, or a ``part_order`` beyond it)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,6 +302,52 @@ def _depth_exceeds(obj: Any, limit: int) -> bool:
     return False
 
 
+_PLAIN = json.JSONDecoder()
+_BOUNDED = json.JSONDecoder(
+    parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+)
+_INT_BOUND = 10**MAX_INT_DIGITS
+_NOT_JSON = object()
+
+
+def _numbers_in_bounds(obj: Any) -> bool:
+    """Every number in a decoded value is one the checked decoder accepts: an integer of at
+    most MAX_INT_DIGITS digits, a finite float. Iterative; flat frames cost a few checks."""
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        for item in value.values() if isinstance(value, dict) else value:
+            kind = type(item)
+            if kind is str or kind is bool or item is None:
+                continue
+            if kind is int:
+                if not -_INT_BOUND < item < _INT_BOUND:
+                    return False
+            elif kind is float:
+                if not math.isfinite(item):
+                    return False
+            elif kind is dict or kind is list:
+                stack.append(item)
+    return True
+
+
+def _loads_fast(text: str) -> Any:
+    """The C decoder without per-number callbacks, then the numbers checked afterwards: the
+    same bounds, for about half the cost. Anything it does not accept (an error, a number out
+    of bounds) returns ``_NOT_JSON`` and goes through the checked decoder, which says why."""
+    try:
+        obj = _PLAIN.decode(text)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+    return obj if _numbers_in_bounds([obj]) else _NOT_JSON
+
+
+def _loads_bytes(data: bytes) -> Any:
+    return json.loads(
+        data, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+    )
+
+
 def loads_bounded(text: str | bytes) -> Any:
     """``json.loads`` with bounds: nesting depth, integer length, no NaN/Infinity.
 
@@ -318,12 +355,10 @@ def loads_bounded(text: str | bytes) -> Any:
         (never RecursionError, never the interpreter's int-conversion error).
     """
     try:
-        obj = json.loads(
-            text,
-            parse_int=_parse_int,
-            parse_float=_parse_float,
-            parse_constant=_parse_constant,
-        )
+        # Nearly every frame takes the fast path; depth is checked below on both paths.
+        obj = _loads_fast(text) if isinstance(text, str) else _NOT_JSON
+        if obj is _NOT_JSON:
+            obj = _BOUNDED.decode(text) if isinstance(text, str) else _loads_bytes(text)
     except _JSONLimit as exc:
         raise ValueError(str(exc)) from None
     except json.JSONDecodeError as exc:
@@ -458,7 +493,7 @@ def parse_object(obj: dict[str, Any], *, user_id: str | None = None) -> ServerEv
 def encode(frame: Handshake | UserMessage | Mapping[str, Any]) -> str:
     """Encode a client frame as a JSON text frame."""
     obj = frame if isinstance(frame, Mapping) else frame.to_wire()
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    text = _ENCODER.encode(obj)
     # A lone surrogate (a server may hand out "\ud800" as a user_id, which goes back out in
     # every message) cannot be sent as UTF-8: write it as the JSON escape, the same value.
     if _SURROGATE.search(text) is None:
@@ -467,6 +502,8 @@ def encode(frame: Handshake | UserMessage | Mapping[str, Any]) -> str:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Made once: json.dumps with options builds an encoder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def redact(obj: Any) -> Any:
@@ -479,184 +516,3 @@ def redact(obj: Any) -> Any:
     if isinstance(obj, list):
         return [redact(v) for v in obj]
     return obj
-
-
-# --------------------------------------------------------------------------------------------
-# Turn assembly
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Turn:
-    """One reply being assembled: the parts answering message ``message_id``.
-
-    Parts are ordered by ``part_order``, never by arrival. Duplicates (same ``part_order``)
-    are dropped; a part without ``part_order`` is placed after the numbered ones in arrival
-    order. The turn is complete on a part with ``is_last`` or on an ending event.
-
-    Memory and time are linear in the parts that arrived, whatever ``part_order`` says: at
-    most ``max_parts`` parts are kept, a ``part_order`` of ``max_parts`` or more is refused
-    (:class:`TurnOverflow`), and nothing is ever sized by a part number. The parts kept
-    hold at most ``max_bytes`` of frames (their size on the wire, as the session passes it)
-    between them; past that the turn is refused the same way.
-    """
-
-    message_id: int | None
-    #: The text sent (after ``before_send`` plugins changed it).
-    prompt: str = ""
-    #: The text as the user typed it (what ``/retry`` sends again).
-    input: str = ""
-    sent_at: float = field(default_factory=time.monotonic)
-    first_part_at: float | None = None
-    completed_at: float | None = None
-    #: Why the turn ended: "last", an ending event's name, "interrupted", "timed out",
-    #: "disconnected"; ``None`` while in flight.
-    outcome: str | None = None
-    error: str | None = None
-    suggestions: list[str] = field(default_factory=list)
-    max_parts: int = DEFAULT_MAX_PARTS
-    max_bytes: int = DEFAULT_MAX_TURN_BYTES
-    _bytes: int = field(default=0, repr=False)
-    _numbered: dict[int, ResponsePart] = field(default_factory=dict, repr=False)
-    _unnumbered: list[ResponsePart] = field(default_factory=list, repr=False)
-    _last_order: int | None = field(default=None, repr=False)
-    _next_to_show: int = field(default=0, repr=False)
-
-    @property
-    def complete(self) -> bool:
-        return self.outcome is not None
-
-    @property
-    def ok(self) -> bool:
-        """Complete with a reply: every part in, or a ``choice`` that ends the turn."""
-        return self.outcome in ("last", "choice")
-
-    @property
-    def parts(self) -> list[ResponsePart]:
-        """The parts received so far, in ``part_order``."""
-        ordered = [self._numbered[k] for k in sorted(self._numbered)]
-        return ordered + self._unnumbered
-
-    @property
-    def text(self) -> str:
-        return "\n".join(p.text for p in self.parts if p.text)
-
-    @property
-    def missing(self) -> list[int]:
-        """The first (up to 20) part numbers below the last known one that never arrived."""
-        return self._missing(20)[0]
-
-    @property
-    def missing_count(self) -> int:
-        """How many part numbers below the last known one never arrived."""
-        return self._missing(0)[1]
-
-    def _missing(self, limit: int) -> tuple[list[int], int]:
-        # Walks the parts received, never a range of part numbers: linear in what arrived.
-        if not self._numbered:
-            return [], 0
-        top = self._last_order if self._last_order is not None else max(self._numbered)
-        first: list[int] = []
-        count = 0
-        expected = 0
-        for order in sorted(self._numbered):
-            if order > top:
-                break
-            if order > expected:
-                gap = order - expected
-                count += gap
-                first.extend(range(expected, min(order, expected + limit - len(first))))
-            expected = order + 1
-        if top >= expected:
-            count += top + 1 - expected
-            first.extend(range(expected, min(top + 1, expected + limit - len(first))))
-        return first[:limit], count
-
-    @property
-    def first_latency(self) -> float | None:
-        return None if self.first_part_at is None else self.first_part_at - self.sent_at
-
-    @property
-    def total_latency(self) -> float | None:
-        return None if self.completed_at is None else self.completed_at - self.sent_at
-
-    @property
-    def last_seen(self) -> bool:
-        """The ``is_last`` part is in, though earlier parts may still be missing."""
-        return self._last_order is not None
-
-    def add(
-        self, part: ResponsePart, now: float | None = None, size: int | None = None
-    ) -> list[ResponsePart]:
-        """Add a part; return the parts that became showable in order (maybe none).
-
-        ``size`` is the part's frame on the wire (its text and media when not given); what
-        the turn keeps is bounded by ``max_bytes``.
-
-        A part that arrives before its predecessors waits for them. The turn completes when
-        the ``is_last`` part and every part before it are in; if the server skipped a part,
-        the owner ends the wait with :meth:`finish` (the session does after a short grace).
-        """
-        if self.complete:
-            return []
-        order = part.part_order
-        if order is not None and order >= self.max_parts:
-            raise TurnOverflow(f"part_order {order} is beyond the cap of {self.max_parts} parts")
-        if len(self._numbered) + len(self._unnumbered) >= self.max_parts:
-            raise TurnOverflow(f"more than {self.max_parts} parts in one reply")
-        now = time.monotonic() if now is None else now
-        if self.first_part_at is None:
-            self.first_part_at = now
-        if part.suggestions:
-            self.suggestions = list(part.suggestions)
-        if order is None:
-            # No part_order at all [tolerance]: show in arrival order, after the numbered ones.
-            self._keep(part, size)
-            self._unnumbered.append(part)
-            if part.is_last:
-                tail = [*self._flush(), part]
-                self._finish("last", now)
-                return tail
-            return [part]
-        if order in self._numbered or order < 0:
-            return []  # a duplicate (or nonsense order): the first copy wins
-        self._keep(part, size)
-        self._numbered[order] = part
-        if part.is_last:
-            self._last_order = order
-        ready: list[ResponsePart] = []
-        while self._next_to_show in self._numbered:
-            ready.append(self._numbered[self._next_to_show])
-            self._next_to_show += 1
-        if self._last_order is not None and self._next_to_show > self._last_order:
-            ready.extend(self._flush())  # parts numbered past is_last, if any
-            self._finish("last", now)
-        return ready
-
-    def _keep(self, part: ResponsePart, size: int | None) -> None:
-        if size is None:
-            size = len(part.text) + sum(len(url) for url in part.media)
-        if self._bytes + size > self.max_bytes:
-            raise TurnOverflow(f"more than {self.max_bytes} bytes of parts in one reply")
-        self._bytes += size
-
-    def finish(
-        self, outcome: str, error: str | None = None, now: float | None = None
-    ) -> list[ResponsePart]:
-        """End the turn for ``outcome``; return any held-back parts not yet shown."""
-        if self.complete:
-            return []
-        rest = self._flush()
-        self.error = error
-        self._finish(outcome, time.monotonic() if now is None else now)
-        return rest
-
-    def _flush(self) -> list[ResponsePart]:
-        rest = [self._numbered[k] for k in sorted(self._numbered) if k >= self._next_to_show]
-        if self._numbered:
-            self._next_to_show = max(self._numbered) + 1
-        return rest
-
-    def _finish(self, outcome: str, now: float) -> None:
-        self.outcome = outcome
-        self.completed_at = now

@@ -20,12 +20,12 @@ from unith_shell.protocol import (
     ResponsePart,
     ServerEvent,
     SessionTimeout,
-    Turn,
     UnknownEvent,
     loads_bounded,
     redact,
 )
 from unith_shell.sanitize import sanitize, sanitize_block
+from unith_shell.turn import Turn
 
 Write = Callable[[str], None]
 

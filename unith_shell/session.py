@@ -1,10 +1,14 @@
-"""One conversation with one Unith head over the v2 switch socket.
+"""One conversation with one Unith head over the v2 switch socket: the I/O around
+:class:`~unith_shell.conversation.Conversation`.
 
-The session is a small state machine (disconnected -> connecting -> connected, reconnecting,
-closed). A supervisor task owns the socket: it logs in, handshakes, reads the greeting, then
-runs a reader and a sender until the socket ends, and reconnects with backoff when that was
-unexpected. It knows nothing of terminals: everything it sees goes to a
-:class:`SessionListener`, which the front end implements.
+The session's whole state is :class:`State` (disconnected -> connecting -> connected,
+reconnecting, closed) plus, once a connection ends, an :class:`EndReason`. A supervisor task
+owns the socket: it logs in, fetches the head's info, opens the socket, handshakes and reads
+the greeting (each a small named step), then runs a reader (and a sender for what is queued
+while disconnected) until the socket ends, and ``match``es the end reason: reconnect, log in
+again, stop, or wait. :func:`classify` turns a failed attempt into its reason, in one place.
+The bookkeeping (outbox, turn in flight, assembly) is sans-I/O in ``conversation.py``. The
+session knows nothing of terminals: what it sees goes to a :class:`SessionListener`.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import heapq
+import itertools
 import random
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,28 +32,45 @@ from websockets.uri import parse_uri
 
 from unith_shell import api as api_mod
 from unith_shell.api import APIError, Credentials, UnithAPI
+from unith_shell.conversation import (
+    Action,
+    Complete,
+    Conversation,
+    Deliver,
+    EndConnection,
+    EndReason,
+    Grace,
+    KeepAlive,
+    Outgoing,
+)
+from unith_shell.errors import UserError
 from unith_shell.protocol import (
-    DEFAULT_MAX_PARTS,
-    GREETING_ID,
-    Choice,
-    ConversationEnd,
     Handshake,
     Join,
-    NlpException,
     ProtocolError,
     ResponsePart,
     ServerEvent,
-    SessionTimeout,
-    TimeoutWarning,
-    Turn,
-    TurnOverflow,
     UserMessage,
     encode,
-    keep_session_message,
     parse_frame,
 )
 from unith_shell.sanitize import sanitize
+from unith_shell.turn import DEFAULT_MAX_PARTS, Turn
 from unith_shell.urls import display_url
+
+__all__ = [
+    "EndReason",
+    "FatalSessionError",
+    "HandshakeRefused",
+    "JoinRefused",
+    "Session",
+    "SessionError",
+    "SessionListener",
+    "SessionOptions",
+    "State",
+    "backoff",
+    "classify",
+]
 
 
 class State(enum.Enum):
@@ -59,10 +81,13 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-class SessionError(Exception):
-    """A connection attempt failed. ``str()`` is one line; ``retry`` says if backoff helps."""
+class SessionError(UserError):
+    """A connection attempt failed. ``str()`` is one line; :func:`classify` says what next."""
 
-    retry = True
+    @property
+    def retry(self) -> bool:
+        """Whether backing off and trying again can help."""
+        return classify(self) is not EndReason.FATAL
 
 
 class HandshakeRefused(SessionError):
@@ -74,7 +99,20 @@ class JoinRefused(SessionError):
 
 
 class FatalSessionError(SessionError):
-    retry = False
+    """No retry fixes this (bad credentials, an unknown head, a refused redirect)."""
+
+
+def classify(exc: BaseException) -> EndReason:
+    """Why a connection attempt failed, as the supervisor acts on it. Pure."""
+    match exc:
+        case FatalSessionError():
+            return EndReason.FATAL
+        case HandshakeRefused():
+            return EndReason.RELOGIN
+        case _:
+            # JoinRefused (high demand), timeouts, refused or dropped connections, and
+            # anything unexpected: a retry after a backoff may fix them.
+            return EndReason.RETRY
 
 
 @dataclass(slots=True)
@@ -138,10 +176,39 @@ class SessionListener:
     async def on_disconnect(self, session: Session, reason: str) -> None: ...
 
 
-@dataclass(slots=True)
-class _Outgoing:
-    message: UserMessage
-    turn: Turn | None  # None for keep_session
+class _Deadlines:
+    """One timer for every deadline a session keeps: the turn in flight, timed waits.
+
+    It is re-armed only when a deadline comes earlier than the armed one. When it fires, the
+    owner checks what is due and asks again for the next one; so the turn's deadline, which
+    moves with every frame, costs no timer operation per frame or per turn.
+    """
+
+    __slots__ = ("_at", "_fire", "_handle")
+
+    def __init__(self, fire: Callable[[], None]) -> None:
+        self._fire = fire
+        self._handle: asyncio.TimerHandle | None = None
+        self._at = float("inf")
+
+    def at_most(self, when: float) -> None:
+        """Make sure the timer fires no later than ``when`` (loop time)."""
+        if when < self._at:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._at = when
+            self._handle = asyncio.get_running_loop().call_at(when, self._fired)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = None
+        self._at = float("inf")
+
+    def _fired(self) -> None:
+        self._handle = None
+        self._at = float("inf")
+        self._fire()
 
 
 class Session:
@@ -163,44 +230,47 @@ class Session:
             max_body=options.max_body_size,
         )
         self.state = State.DISCONNECTED
+        #: Why the current connection ends (or the last one ended); ``None`` while it runs.
+        #: With :attr:`state` this is the session's whole state.
+        self.end: EndReason | None = None
+        self.conversation = Conversation()
         self.credentials: Credentials | None = None
-        self.turns: dict[int, Turn] = {}
-        self.greeting: Turn | None = None
         #: The head's configuration (``alias``, ``language``, ...), fetched while connecting.
         self.head_info: dict[str, Any] | None = None
-        self.last_turn: Turn | None = None
         self.last_error: str | None = None
         self.attempt = 0
         #: Successful connections to this head so far (a reconnect makes it > 1).
         self.connections = 0
         self.next_attempt_at: float | None = None
-        #: Set once the server said ``timeout`` (granted false): never reconnect [C-V2].
-        self.timed_out = False
-        #: Set after ``conversation_end``: the next message starts a new conversation.
-        self.ended = False
-        self._next_id = 0
         self._ws: ClientConnection | None = None
-        self._outbox: deque[_Outgoing] = deque()
-        self._inflight: Turn | None = None
         self._outbox_changed = asyncio.Event()
         self._reconnect_now = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
-        self._closing = False
         self._waiters: dict[int, list[asyncio.Future[Turn]]] = {}
-        # One timer watches the turn in flight: it is re-armed lazily, not per frame.
-        self._watchdog: asyncio.TimerHandle | None = None
+        #: Timed waits as (deadline, sequence, future), a heap; done ones are dropped lazily.
+        self._timed: list[tuple[float, int, asyncio.Future[Turn]]] = []
+        self._timed_seq = itertools.count()
+        self._compact_at = 64
+        self._deadlines = _Deadlines(self._on_deadline)
         self._last_frame = 0.0
-        self._sending = False
         self._background: set[asyncio.Task[Any]] = set()
         self._token_refusals = 0
-        self._forced = False
-        self._head_missing = False
 
     # ---- public API ------------------------------------------------------------------------
 
     @property
     def closing(self) -> bool:
-        return self._closing
+        return self.end is EndReason.CLOSED
+
+    @property
+    def timed_out(self) -> bool:
+        """The server said ``timeout`` (granted false): no reconnect until asked [C-V2]."""
+        return self.end is EndReason.TIMED_OUT
+
+    @property
+    def ended(self) -> bool:
+        """After ``conversation_end``: the next message starts a new conversation."""
+        return self.end is EndReason.ENDED
 
     @property
     def connected(self) -> bool:
@@ -208,12 +278,24 @@ class Session:
 
     @property
     def turn_in_flight(self) -> Turn | None:
-        return self._inflight
+        return self.conversation.inflight
 
     @property
     def pending(self) -> list[Turn]:
         """Messages queued but not yet sent, in order."""
-        return [o.turn for o in self._outbox if o.turn is not None]
+        return self.conversation.pending
+
+    @property
+    def turns(self) -> dict[int, Turn]:
+        return self.conversation.turns
+
+    @property
+    def greeting(self) -> Turn | None:
+        return self.conversation.greeting
+
+    @property
+    def last_turn(self) -> Turn | None:
+        return self.conversation.last_turn
 
     async def connect(self) -> None:
         """One connection attempt (login, handshake, greeting); raises on failure.
@@ -237,24 +319,22 @@ class Session:
         is idle [C-DK]; overlapping messages are [U] upstream). A message queued while
         disconnected goes out once connected.
         """
+        creds = self.credentials
         message = UserMessage(
             id=-2,  # numbered when it is actually sent
-            user_id=self.credentials.user_id if self.credentials else "",
+            user_id=creds.user_id if creds else "",
             text=text,
-            session_id=self.credentials.session_id if self.credentials else None,
+            session_id=creds.session_id if creds else None,
         )
         await self.listener.before_send(self, message)
         if message.cancelled is not None:
             return None
-        turn = Turn(
-            message_id=None, prompt=message.text, input=text, max_parts=self.options.max_parts
-        )
-        self._outbox.append(_Outgoing(message, turn))
+        turn = self.conversation.queue(message, text, self.options.max_parts)
         ws = self._ws
-        if ws is not None and self.state is State.CONNECTED and self._can_transmit():
-            # Idle and connected: send now rather than wake the sender task (a loop pass
-            # per message, which the message-path benchmark shows).
-            await self._transmit(ws)
+        if ws is not None and self.state is State.CONNECTED:
+            # Connected: send now if idle; else the end of the turn in flight sends it, from
+            # the reader. Either way no other task is woken (a loop pass per message).
+            await self._send_queued(ws)
         else:
             self._outbox_changed.set()
         if self.ended and self.state is State.DISCONNECTED:
@@ -263,56 +343,56 @@ class Session:
 
     async def keep_session(self) -> None:
         """Ask the server to keep the session after ``timeout_warning`` [C-V2]."""
-        message = keep_session_message(-2, self.credentials.user_id if self.credentials else "")
-        self._outbox.appendleft(_Outgoing(message, None))
+        self.conversation.queue_keep(self.credentials.user_id if self.credentials else "")
         self._outbox_changed.set()
 
     async def wait(self, turn: Turn, timeout: float | None = None) -> Turn:
-        """Wait until ``turn`` completes (or ``timeout`` passes; the turn then stays open)."""
+        """Wait until ``turn`` completes (or ``timeout`` passes: TimeoutError; the turn then
+        stays open)."""
         if turn.complete:
             return turn
-        future: asyncio.Future[Turn] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Turn] = loop.create_future()
         waiters = self._waiters.setdefault(id(turn), [])
         waiters.append(future)
+        if timeout is not None:
+            self._time_wait(future, loop.time() + timeout)
         try:
-            async with asyncio.timeout(timeout):
-                await future
+            await future
         finally:
             if not future.done():
                 future.cancel()
+            if not turn.complete:  # timed out or cancelled: stop waiting for it
                 with contextlib.suppress(ValueError):
                     waiters.remove(future)
+                if not waiters and self._waiters.get(id(turn)) is waiters:
+                    del self._waiters[id(turn)]
         return turn
 
     async def interrupt(self) -> Turn | None:
         """Stop waiting for the turn in flight (Ctrl+C). Late parts of it are ignored."""
-        turn = self._inflight
+        turn = self.conversation.inflight
         if turn is not None:
-            await self._end_turn(turn, "interrupted")
+            await self._apply(self.conversation.end_turn(turn, "interrupted"))
         return turn
 
     def cancel_pending(self) -> list[Turn]:
         """Drop every queued, unsent message; return their turns."""
-        dropped = [o.turn for o in self._outbox if o.turn is not None]
-        self._outbox.clear()
+        dropped = self.conversation.cancel_pending()
         for turn in dropped:
-            turn.finish("cancelled")
             self._resolve(turn)
         return dropped
 
     def reconnect(self) -> None:
         """Reconnect now: close the socket if open and skip any backoff wait."""
-        self.timed_out = False
-        self.ended = False
+        ws, self._ws = self._ws, None  # nothing more goes out on the old socket
+        if not self.closing:
+            self.end = EndReason.FORCED if ws is not None else None
         self.attempt = 0
         self._reconnect_now.set()
-        ws, self._ws = self._ws, None  # nothing more goes out on the old socket
         if ws is not None:
-            self._forced = True
             self.state = State.RECONNECTING
-            task = asyncio.get_running_loop().create_task(ws.close())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._spawn(ws.close())
         self.start()
 
     async def switch(self, org: str, head: str) -> None:
@@ -328,7 +408,8 @@ class Session:
         self.options.org, self.options.head = org, head
         self.connections = 0
         self.head_info = None
-        self.timed_out = self.ended = False
+        if not self.closing:
+            self.end = None
         await self._set_state(State.DISCONNECTED)
         try:
             await self._connect_once()
@@ -341,63 +422,74 @@ class Session:
 
     async def close(self) -> None:
         """Close the socket properly and stop reconnecting."""
-        self._closing = True
+        self.end = EndReason.CLOSED
         await self._stop_supervisor()
         await self._close_socket()
         # "closed", not "disconnected": the user ended it, so no "/retry" line.
         await self._fail_inflight("closed", "session closed")
         self.cancel_pending()
+        self._deadlines.cancel()
         await self._set_state(State.CLOSED)
 
-    # ---- connection ------------------------------------------------------------------------
+    # ---- connecting: small steps -------------------------------------------------------------
 
-    async def _login(self) -> Credentials:
-        creds = self.credentials
-        if creds is None or creds.needs_refresh():
-            creds = await self.api.login(self.options.username, self.options.password)
-            self.credentials = creds
-        return creds
+    async def _connect_once(self) -> None:
+        await self._set_state(State.CONNECTING if self.attempt == 0 else State.RECONNECTING)
+        info = self._start_head_info()
+        creds = await self._log_in()
+        await self._handshake(creds, info)
+        await self._connected()
 
-    async def _fetch_head_info(self) -> None:
-        # Optional [C-V2]: a head without this route still works, so failures are ignored;
-        # a 404 only explains a refused socket later (it is not proof on its own).
-        self._head_missing = False
+    def _start_head_info(self) -> asyncio.Task[bool] | None:
+        """Fetch the head's info beside the login, so the greeting can carry its alias."""
+        if self.head_info is not None:
+            return None
+        return asyncio.get_running_loop().create_task(self._fetch_head_info())
+
+    async def _fetch_head_info(self) -> bool:
+        """Fetch the head's info; True if the route said 404.
+
+        Optional [C-V2]: a head without this route still works, so failures are ignored; a
+        404 only explains a refused socket later (it is not proof on its own).
+        """
         try:
             self.head_info = await self.api.head_info(
                 self.options.org, self.options.head, self.options.api_key
             )
         except api_mod.NotFoundError:
-            self._head_missing = True
+            return True
         except APIError:
             pass
+        return False
 
-    async def _connect_once(self) -> None:
-        await self._set_state(State.CONNECTING if self.attempt == 0 else State.RECONNECTING)
-        opts = self.options
-        # Fetched beside the login so that the greeting can carry the head's alias.
-        info_task = (
-            asyncio.get_running_loop().create_task(self._fetch_head_info())
-            if self.head_info is None
-            else None
-        )
+    async def _log_in(self) -> Credentials:
+        """Reuse the credentials while fresh; a REST failure becomes a :class:`SessionError`."""
+        creds = self.credentials
+        if creds is not None and not creds.needs_refresh():
+            return creds
         try:
-            creds = await self._login()
+            creds = await self.api.login(self.options.username, self.options.password)
         except APIError as exc:
-            retry = not isinstance(
+            final = isinstance(
                 exc, api_mod.AuthError | api_mod.NotFoundError | api_mod.RedirectRefused
             )
-            err = SessionError(str(exc)) if retry else FatalSessionError(str(exc))
-            raise err from None
-        # One overall deadline for the socket's opening and the whole greeting: a server that
-        # drips a frame (or a byte) just inside each per-read limit must not hang the shell.
+            raise (FatalSessionError if final else SessionError)(str(exc)) from None
+        self.credentials = creds
+        return creds
+
+    async def _handshake(self, creds: Credentials, info: asyncio.Task[bool] | None) -> None:
+        """Open the socket, handshake and read the greeting, within one overall deadline: a
+        server that drips a frame (or a byte) just inside each per-read limit must not hang
+        the shell."""
+        limit = self.options.handshake_timeout
         try:
-            async with asyncio.timeout(opts.handshake_timeout):
-                await self._open_and_greet(creds, info_task)
+            async with asyncio.timeout(limit):
+                await self._open_and_greet(creds, info)
         except TimeoutError:
             await self._close_socket()
-            raise SessionError(
-                f"handshake: not complete within {opts.handshake_timeout:g} s"
-            ) from None
+            raise SessionError(f"handshake: not complete within {limit:g} s") from None
+
+    async def _connected(self) -> None:
         self._token_refusals = 0
         self.attempt = 0
         self.next_attempt_at = None
@@ -452,18 +544,13 @@ class Session:
                 f"connect: cannot reach {display_url(opts.base_url)} ({_oserror(exc)})"
             ) from None
 
-    async def _open_and_greet(
-        self, creds: Credentials, info_task: asyncio.Task[None] | None
-    ) -> None:
+    async def _open_and_greet(self, creds: Credentials, info: asyncio.Task[bool] | None) -> None:
         opts = self.options
-        url = api_mod.switch_url(opts.base_url, opts.org, opts.head)
-        ws = await self._open_socket(url)
+        ws = await self._open_socket(api_mod.switch_url(opts.base_url, opts.org, opts.head))
         self._ws = ws
-        if info_task is not None:
-            await asyncio.wait([info_task], timeout=1.0)
-        greeting = Turn(message_id=GREETING_ID, max_parts=opts.max_parts)
-        self.turns[GREETING_ID] = greeting
-        self.greeting = greeting
+        if info is not None:
+            await asyncio.wait([info], timeout=1.0)
+        greeting = self.conversation.start_greeting(opts.max_parts)
         try:
             await self._send_frame(
                 Handshake(
@@ -471,40 +558,45 @@ class Session:
                     api_key=opts.api_key,
                     text_only=True if opts.text_only else None,
                     data_tag=opts.data_tag,
-                ).to_wire()
+                ).to_wire(),
+                ws,
             )
-            # Read until the greeting's is_last, with PY's per-frame limit [C-PY].
-            while not greeting.complete:
-                try:
-                    async with asyncio.timeout(opts.timeout):
-                        data = await ws.recv()
-                except TimeoutError:
-                    raise SessionError(
-                        f"handshake: no greeting within {opts.timeout:g} s"
-                    ) from None
-                event = await self._dispatch(data, during_handshake=True)
-                if isinstance(event, Join) and not event.granted:
-                    raise JoinRefused("the server is at capacity (join refused)")
+            await self._read_greeting(ws, greeting)
         except ConnectionClosed as exc:
             await self._close_socket()
-            reason = _close_reason(exc)
-            if self._head_missing:
-                # The head route said 404 and the socket closed: say which, once, and stop.
-                where = f"{opts.org}/{opts.head}"
-                raise FatalSessionError(f"unknown head {where} ({reason})") from None
-            if exc.rcvd is not None and exc.rcvd.code == CloseCode.POLICY_VIOLATION:
-                # A refused token is [U] upstream; the local server closes 1008 [I].
-                self.credentials = None  # log in afresh next time
-                self._token_refusals += 1
-                if self._token_refusals >= 2:
-                    raise FatalSessionError(f"the server refused the session: {reason}") from None
-                raise HandshakeRefused(
-                    f"the server refused the session ({reason}); logging in again"
-                ) from None
-            raise SessionError(f"handshake: connection closed ({reason})") from None
+            raise self._refusal(exc, head_missing=_said_missing(info)) from None
         except BaseException:
             await self._close_socket()
             raise
+
+    async def _read_greeting(self, ws: ClientConnection, greeting: Turn) -> None:
+        """Read until the greeting's ``is_last``, with PY's per-frame limit [C-PY]."""
+        limit = self.options.timeout
+        while not greeting.complete:
+            try:
+                async with asyncio.timeout(limit):
+                    data = await ws.recv()
+            except TimeoutError:
+                raise SessionError(f"handshake: no greeting within {limit:g} s") from None
+            event = await self._dispatch(data, during_handshake=True)
+            if isinstance(event, Join) and not event.granted:
+                raise JoinRefused("the server is at capacity (join refused)")
+
+    def _refusal(self, exc: ConnectionClosed, *, head_missing: bool) -> SessionError:
+        """The error for a socket closed during the handshake."""
+        reason = _close_reason(exc)
+        if head_missing:
+            # The head route said 404 and the socket closed: say which, once, and stop.
+            where = f"{self.options.org}/{self.options.head}"
+            return FatalSessionError(f"unknown head {where} ({reason})")
+        if exc.rcvd is not None and exc.rcvd.code == CloseCode.POLICY_VIOLATION:
+            # A refused token is [U] upstream; the local server closes 1008 [I].
+            self.credentials = None  # log in afresh next time
+            self._token_refusals += 1
+            if self._token_refusals >= 2:
+                return FatalSessionError(f"the server refused the session: {reason}")
+            return HandshakeRefused(f"the server refused the session ({reason}); logging in again")
+        return SessionError(f"handshake: connection closed ({reason})")
 
     async def _attempt(self) -> None:
         """:meth:`_connect_once`, with anything unexpected turned into a one-line error."""
@@ -516,11 +608,13 @@ class Session:
             await self._close_socket()
             raise SessionError(f"connect: unexpected {_what_failed(exc)}") from None
 
+    # ---- the supervisor ----------------------------------------------------------------------
+
     async def _supervise(self, skip_first_connect: bool) -> None:
         """Run :meth:`_supervise_loop`; if it ever fails unexpectedly (a listener or a bug),
         say so in one line, mark the session disconnected and start over: it must never die
         silently while the state still says "connected"."""
-        while not self._closing:
+        while not self.closing:
             try:
                 await self._supervise_loop(skip_first_connect)
                 return
@@ -544,62 +638,72 @@ class Session:
 
     async def _supervise_loop(self, skip_first_connect: bool) -> None:
         first = True
-        while not self._closing:
+        while not self.closing:
             if not (first and skip_first_connect):
                 try:
                     await self._attempt()
                 except SessionError as exc:
-                    # Say it once; again only if the reason changes (the toolbar counts).
-                    if str(exc) != self.last_error:
-                        retrying = "" if not exc.retry or "again" in str(exc) else "; retrying"
-                        await self.listener.on_notice(self, f"{exc}{retrying}")
-                    self.last_error = str(exc)
-                    if not exc.retry:
-                        await self._set_state(State.DISCONNECTED)
-                        await self._fail_pending(str(exc))
-                        await self._wait_for_reconnect(None)
-                        continue
-                    self.attempt += 1
-                    delay = backoff(
-                        self.attempt, self.options.reconnect_initial, self.options.reconnect_max
-                    )
-                    self.next_attempt_at = time.monotonic() + delay
-                    await self._set_state(State.RECONNECTING)
-                    await self._wait_for_reconnect(delay)
+                    await self._attempt_failed(exc, classify(exc))
                     continue
             first = False
             reason = await self._serve_connection()
-            await self._close_socket()
-            unexpected = not (self.closing or self._forced or self.timed_out or self.ended)
-            lost = f"connection lost ({reason}); reconnecting"
-            # One line for the user: a cut-off turn's error says it all, else a notice does.
-            cut = self._inflight is not None
-            await self._fail_inflight("disconnected", lost if unexpected else reason)
-            await self.listener.on_disconnect(self, reason)
-            if self.closing:
-                break
-            if self._forced:
-                self._forced = False
-                continue
-            if self.timed_out:
-                self.last_error = "the session timed out"  # what a pending message waits on
-                await self._fail_pending("the session timed out; /reconnect starts a new one")
-                await self._set_state(State.DISCONNECTED)
-                await self._wait_for_reconnect(None)
-                continue
-            if self.ended:
-                # After conversation_end, connect again only when there is something to say.
-                await self._set_state(State.DISCONNECTED)
-                if not self._outbox:
+            match await self._connection_ended(reason):
+                case EndReason.CLOSED:
+                    break
+                case EndReason.FORCED:
+                    self.end = None  # /reconnect: at once
+                case EndReason.TIMED_OUT:
+                    self.last_error = "the session timed out"  # what a pending message waits on
+                    await self._fail_pending("the session timed out; /reconnect starts a new one")
+                    await self._set_state(State.DISCONNECTED)
                     await self._wait_for_reconnect(None)
-                continue
-            if not cut:
-                await self.listener.on_notice(self, lost)
-            self.attempt = 1
-            delay = backoff(1, self.options.reconnect_initial, self.options.reconnect_max)
-            self.next_attempt_at = time.monotonic() + delay
-            await self._set_state(State.RECONNECTING)
-            await self._wait_for_reconnect(delay)
+                case EndReason.ENDED:
+                    # After conversation_end, connect again only when there is something to say.
+                    await self._set_state(State.DISCONNECTED)
+                    if not self.conversation.outbox:
+                        await self._wait_for_reconnect(None)
+                case _:
+                    self.attempt = 1
+                    await self._back_off()
+
+    async def _attempt_failed(self, exc: SessionError, why: EndReason) -> None:
+        if self.end is EndReason.FORCED:
+            self.end = None  # a /reconnect during the attempt: it is being retried now
+        text = str(exc)
+        # Say it once; again only if the reason changes (the toolbar counts).
+        if text != self.last_error:
+            # A refused handshake already says it logs in again.
+            retrying = "; retrying" if why is EndReason.RETRY else ""
+            await self.listener.on_notice(self, f"{text}{retrying}")
+        self.last_error = text
+        match why:
+            case EndReason.FATAL:
+                await self._set_state(State.DISCONNECTED)
+                await self._fail_pending(text)
+                await self._wait_for_reconnect(None)
+            case _:  # RETRY, RELOGIN (the credentials were dropped: the next login is fresh)
+                self.attempt += 1
+                await self._back_off()
+
+    async def _back_off(self) -> None:
+        delay = backoff(self.attempt, self.options.reconnect_initial, self.options.reconnect_max)
+        self.next_attempt_at = time.monotonic() + delay
+        await self._set_state(State.RECONNECTING)
+        await self._wait_for_reconnect(delay)
+
+    async def _connection_ended(self, reason: str) -> EndReason:
+        """Clean up after a connection ended for ``reason``; return why it ended."""
+        await self._close_socket()
+        lost = f"connection lost ({reason}); reconnecting"
+        unexpected = self.end is None
+        # One line for the user: a cut-off turn's error says it all, else a notice does.
+        cut = self.conversation.inflight is not None
+        await self._fail_inflight("disconnected", lost if unexpected else reason)
+        await self.listener.on_disconnect(self, reason)
+        end = self.end or EndReason.LOST
+        if end is EndReason.LOST and not cut:
+            await self.listener.on_notice(self, lost)
+        return end
 
     async def _wait_for_reconnect(self, delay: float | None) -> None:
         # A /reconnect that came before this wait began is honoured at once.
@@ -612,7 +716,7 @@ class Session:
         self._reconnect_now.clear()
 
     async def _wait_either(self) -> None:
-        while not self._outbox and not self._reconnect_now.is_set():
+        while not self.conversation.outbox and not self._reconnect_now.is_set():
             self._outbox_changed.clear()
             waiters = [
                 asyncio.ensure_future(self._outbox_changed.wait()),
@@ -622,12 +726,15 @@ class Session:
             for task in rest:
                 task.cancel()
 
+    # ---- one connection: reader and sender ---------------------------------------------------
+
     async def _serve_connection(self) -> str:
-        """Run reader and sender until the socket ends; return why it ended."""
+        """Run reader and sender until the socket ends; return why it ended, in words."""
         ws = self._ws
         if ws is None:
             return "not connected"
-        self.ended = False
+        if self.end is EndReason.ENDED:
+            self.end = None  # a new conversation on this socket
         sender = asyncio.get_running_loop().create_task(self._sender(ws), name="unith-sender")
         try:
             return await self._reader(ws)
@@ -647,90 +754,52 @@ class Session:
                 return _close_reason(exc)
             self._last_frame = loop.time()
             await self._dispatch(data)
-            if self.timed_out:
+            # FORCED closed the socket already: recv() says so. CLOSED is checked too: a
+            # close() that came while a hook ran may find its cancellation swallowed (3.11's
+            # wait_for), and the reader must not read on.
+            end = self.end
+            if end is not None and end is not EndReason.FORCED:
                 with contextlib.suppress(Exception):
                     await ws.close()
-                return "the session timed out"
-            if self.ended:
-                with contextlib.suppress(Exception):
-                    await ws.close()
-                return "the conversation ended"
-
-    def _arm_watchdog(self, turn: Turn) -> None:
-        """Time the turn in flight out: PY's per-frame limit [C-PY], or a short grace once
-        the ``is_last`` part is in but an earlier part is missing."""
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        limit = self.options.gap_grace if turn.last_seen else self.options.timeout
-        loop = asyncio.get_running_loop()
-        self._watchdog = loop.call_at(self._last_frame + limit, self._on_watchdog, turn)
-
-    def _on_watchdog(self, turn: Turn) -> None:
-        self._watchdog = None
-        if self._inflight is not turn or turn.complete:
-            return
-        loop = asyncio.get_running_loop()
-        limit = self.options.gap_grace if turn.last_seen else self.options.timeout
-        if loop.time() < self._last_frame + limit:
-            self._arm_watchdog(turn)  # a frame came since: wait from that one
-            return
-        if turn.last_seen:
-            shown, count = turn.missing, turn.missing_count
-            more = f" and {count - len(shown)} more" if count > len(shown) else ""
-            why = ("last", f"missing part(s) {', '.join(map(str, shown))}{more}")
-        elif turn.first_part_at is None:
-            why = ("timed out", f"no reply within {self.options.timeout:g} s")
-        else:
-            why = ("timed out", f"no further part within {self.options.timeout:g} s")
-        task = loop.create_task(self._end_turn(turn, *why))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    def _can_transmit(self) -> bool:
-        """The head of the outbox may go out now: nothing in flight (or it is a keep)."""
-        return (
-            bool(self._outbox)
-            and not self._sending
-            and (self._inflight is None or self._outbox[0].turn is None)
-        )
+                return _END_WORDS.get(end, str(end.value))
 
     async def _sender(self, ws: ClientConnection) -> None:
+        """Sends what was queued while there was no socket (and ``keep_session``)."""
         while True:
-            while not self._can_transmit():
+            while not self.conversation.can_send():
                 self._outbox_changed.clear()
                 await self._outbox_changed.wait()
-            if ws is not self._ws or not await self._transmit(ws):
+            if ws is not self._ws or not await self._send_queued(ws):
                 return  # the socket closed; what is queued goes out after the reconnect
+
+    async def _send_queued(self, ws: ClientConnection) -> bool:
+        """Send what may go out now; False if the socket closed (it then stays queued)."""
+        conversation = self.conversation
+        while conversation.can_send():
+            if not await self._transmit(ws):
+                return False
+        return True
 
     async def _transmit(self, ws: ClientConnection) -> bool:
         """Send the head of the outbox; False if the socket closed (it then stays queued)."""
-        # Off the queue before any await: a keep_session queued meanwhile goes to the front,
-        # and must not be the one removed after the send.
-        item = self._outbox.popleft()
-        message, turn = item.message, item.turn
         creds = self.credentials
-        message.id = self._next_id
-        if creds is not None:
-            message.user_id = creds.user_id
-            message.session_id = creds.session_id or None
-        self._sending = True
+        conversation = self.conversation
+        item: Outgoing = conversation.take(
+            creds.user_id if creds else None, creds.session_id if creds else None
+        )
         try:
-            await self._send_frame(message.to_wire(), ws)
+            await self._send_frame(item.message.to_wire(), ws)
         except ConnectionClosed:
-            self._outbox.appendleft(item)  # not sent: it goes out after the reconnect
+            conversation.not_sent(item)  # it goes out after the reconnect
             return False
-        finally:
-            self._sending = False
-        self._next_id += 1
+        except BaseException:
+            conversation.on_the_wire = None
+            raise
+        turn = conversation.sent(item, time.monotonic())
         if turn is None:
             return True  # a keep_session: no turn to wait for
-        turn.message_id = message.id
-        turn.sent_at = time.monotonic()
-        self.turns[message.id] = turn
-        self._inflight = turn
-        self.last_turn = turn
-        self._last_frame = asyncio.get_running_loop().time()
-        self._arm_watchdog(turn)
+        self._last_frame = now = asyncio.get_running_loop().time()
+        self._deadlines.at_most(now + self.options.timeout)
         await self.listener.on_state(self)
         return True
 
@@ -747,106 +816,62 @@ class Session:
     async def _dispatch(
         self, data: str | bytes, during_handshake: bool = False
     ) -> ServerEvent | None:
+        """One frame in: size check, parse, ``on_event``, then the conversation's actions."""
+        listener = self.listener
         size = len(data)
         if size > self.options.max_frame_size:
             # Transcripts and /raw get the frame's start, not megabytes of it.
-            await self.listener.on_frame(self, "in", data[:2048])
-            await self.listener.on_protocol_error(
+            await listener.on_frame(self, "in", data[:2048])
+            await listener.on_protocol_error(
                 self,
                 ProtocolError(
                     f"oversized frame dropped ({size} bytes > {self.options.max_frame_size})"
                 ),
             )
             return None
-        await self.listener.on_frame(self, "in", data)
+        await listener.on_frame(self, "in", data)
         user_id = self.credentials.user_id if self.credentials else None
         try:
             event = parse_frame(data, user_id=user_id)
         except ProtocolError as exc:
-            await self.listener.on_protocol_error(self, exc)
+            await listener.on_protocol_error(self, exc)
             return None
-        await self.listener.on_event(self, event)
-        if isinstance(event, ResponsePart):
-            turn = self._turn_for(event.input_message_id, during_handshake)
-            if turn is not None:
-                had_last = turn.last_seen
-                try:
-                    ready = turn.add(event, size=size)  # the frame, raw dict and all
-                except TurnOverflow as exc:
-                    await self._end_turn(turn, "failed", f"protocol error: {exc.reason}")
-                    return event
-                if ready:
-                    await self.listener.on_parts(self, turn, ready)
-                if turn.complete:
-                    await self._completed(turn)
-                elif turn.last_seen and not had_last and turn is self._inflight:
-                    self._arm_watchdog(turn)  # is_last is in, a part is not: a short grace
-        elif isinstance(event, Choice):
-            turn = self._turn_for(event.input_message_id, during_handshake)
-            if turn is not None:
-                # V2 shows the choice's text and options and ends "thinking" [C-V2].
-                as_part = ResponsePart(
-                    event=event.event,
-                    raw=event.raw,
-                    text=event.text,
-                    input_message_id=event.input_message_id,
-                    part_order=event.part_order,
-                    suggestions=event.suggestions,
-                )
-                try:
-                    ready = turn.add(as_part, size=size)
-                except TurnOverflow as exc:
-                    await self._end_turn(turn, "failed", f"protocol error: {exc.reason}")
-                    return event
-                if ready:
-                    await self.listener.on_parts(self, turn, ready)
-                await self._end_turn(turn, "choice")
-        elif isinstance(event, NlpException):
-            turn = self._turn_for(event.input_message_id, during_handshake)
-            if turn is not None:
-                level = f" (level {event.level})" if event.level is not None else ""
-                await self._end_turn(
-                    turn, event.event, (event.message or "the head could not answer") + level
-                )
-        elif isinstance(event, ConversationEnd):
-            self.ended = True
-            await self._fail_inflight(event.event, "the conversation ended")
-        elif isinstance(event, SessionTimeout):
-            if not event.granted:
-                self.timed_out = True
-                await self._fail_inflight(event.event, "the session timed out")
-        elif isinstance(event, TimeoutWarning) and self.options.keep_alive:
-            await self.keep_session()
+        await listener.on_event(self, event)
+        actions = self.conversation.receive(event, during_handshake=during_handshake, size=size)
+        if actions:
+            await self._apply(actions)
         return event
 
-    def _turn_for(self, message_id: int | None, during_handshake: bool) -> Turn | None:
-        if message_id is not None:
-            return self.turns.get(message_id)
-        # No input_message_id: the part belongs to whatever we are waiting for [I].
-        if during_handshake:
-            return self.greeting
-        return self._inflight
+    async def _apply(self, actions: list[Action]) -> None:
+        """Carry out what the conversation said to do, in order."""
+        for action in actions:
+            match action:
+                case Deliver(turn=turn, parts=parts):
+                    await self.listener.on_parts(self, turn, parts)
+                case Complete(turn=turn):
+                    await self._complete(turn)
+                case Grace():
+                    # is_last is in, a part is not: a short grace from the last frame.
+                    self._deadlines.at_most(self._last_frame + self.options.gap_grace)
+                case KeepAlive():
+                    if self.options.keep_alive:
+                        await self.keep_session()
+                case EndConnection(reason=reason):
+                    if self.end is None:
+                        self.end = reason
 
-    async def _end_turn(self, turn: Turn, outcome: str, error: str | None = None) -> None:
-        rest = turn.finish(outcome, error)
-        if rest:
-            await self.listener.on_parts(self, turn, rest)
-        await self._completed(turn)
-
-    async def _completed(self, turn: Turn) -> None:
-        if self._inflight is turn:
-            self._inflight = None
-            if self._watchdog is not None:
-                self._watchdog.cancel()
-                self._watchdog = None
-            if self._outbox:
-                self._outbox_changed.set()
-        if turn.message_id is not None and turn.message_id != GREETING_ID:
-            # Keep memory flat over long sessions: finished turns are not looked up again.
-            self.turns.pop(turn.message_id, None)
+    async def _complete(self, turn: Turn) -> None:
         await self.listener.on_turn_complete(self, turn)
         self._resolve(turn)
         await self.listener.on_state(self)
+        if self.conversation.outbox:
+            ws = self._ws
+            if ws is not None and self.state is State.CONNECTED:
+                # The next queued line goes out from here (the reader, mostly), without
+                # waking another task.
+                await self._send_queued(ws)
+            else:
+                self._outbox_changed.set()
 
     def _resolve(self, turn: Turn) -> None:
         for future in self._waiters.pop(id(turn), ()):
@@ -854,17 +879,54 @@ class Session:
                 future.set_result(turn)
 
     async def _fail_inflight(self, outcome: str, error: str) -> None:
-        turn = self._inflight
-        if turn is not None:
-            await self._end_turn(turn, outcome, error)
+        actions = self.conversation.fail_inflight(outcome, error)
+        if actions:
+            await self._apply(actions)
 
     async def _fail_pending(self, error: str) -> None:
-        while self._outbox:
-            item = self._outbox.popleft()
-            if item.turn is not None:
-                item.turn.finish("failed", error)
-                await self.listener.on_turn_complete(self, item.turn)
-                self._resolve(item.turn)
+        for turn in self.conversation.fail_pending(error):
+            await self.listener.on_turn_complete(self, turn)
+            self._resolve(turn)
+
+    # ---- deadlines -----------------------------------------------------------------------------
+
+    def _time_wait(self, future: asyncio.Future[Turn], when: float) -> None:
+        timed = self._timed
+        if len(timed) >= self._compact_at:
+            # Waits that ended before their deadline leave entries: drop them now and then,
+            # so memory stays flat however many turns are waited for.
+            timed[:] = [entry for entry in timed if not entry[2].done()]
+            heapq.heapify(timed)
+            self._compact_at = max(64, 2 * len(timed))
+        heapq.heappush(timed, (when, next(self._timed_seq), future))
+        self._deadlines.at_most(when)
+
+    def _on_deadline(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        conversation = self.conversation
+        opts = self.options
+        turn = conversation.inflight
+        due = conversation.deadline(self._last_frame, opts.timeout, opts.gap_grace)
+        if turn is not None and due is not None:
+            if now >= due:
+                self._spawn(self._apply(conversation.expired(turn, opts.timeout)))
+            else:
+                self._deadlines.at_most(due)  # a frame came since: wait from that one
+        timed = self._timed
+        while timed and (timed[0][0] <= now or timed[0][2].done()):
+            _, _, future = heapq.heappop(timed)
+            if not future.done():
+                future.set_exception(TimeoutError())
+        if timed:
+            self._deadlines.at_most(timed[0][0])
+
+    # ---- small helpers -----------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _set_state(self, state: State) -> None:
         self.state = state
@@ -880,6 +942,24 @@ class Session:
         task, self._supervisor = self._supervisor, None
         if task is not None and task is not asyncio.current_task():
             await _cancel_and_wait(task)
+
+
+_END_WORDS = {
+    EndReason.TIMED_OUT: "the session timed out",
+    EndReason.ENDED: "the conversation ended",
+    EndReason.CLOSED: "session closed",
+}
+
+
+def _said_missing(info: asyncio.Task[bool] | None) -> bool:
+    """The head-info lookup of this attempt said 404 (it may still be running)."""
+    return (
+        info is not None
+        and info.done()
+        and not info.cancelled()
+        and info.exception() is None
+        and info.result()
+    )
 
 
 async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from unith_shell.errors import UserError
 from unith_shell.setting_table import (
     OTHER_ENV_VARS,
     TABLE,
@@ -54,7 +55,7 @@ __all__ = [
 _MASK = "***"
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A problem with the configuration; ``str()`` is always a single line."""
 
     def __init__(self, message: str) -> None:

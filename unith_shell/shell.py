@@ -34,13 +34,13 @@ from unith_shell.protocol import (
     ResponsePart,
     ServerEvent,
     TimeoutWarning,
-    Turn,
     UserMessage,
 )
 from unith_shell.render import HumanView, Style, View, escape_text
 from unith_shell.sanitize import sanitize
 from unith_shell.session import Session, SessionListener, State
 from unith_shell.settings import session_options
+from unith_shell.turn import Turn
 
 
 def color_enabled(stream: Any, env: Mapping[str, str]) -> bool:

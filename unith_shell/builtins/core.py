@@ -12,7 +12,7 @@ from collections.abc import Callable
 from unith_shell.commands import CommandError
 from unith_shell.context import Context
 from unith_shell.hookspecs import hookimpl
-from unith_shell.protocol import Turn
+from unith_shell.turn import Turn
 from unith_shell.urls import display_url
 
 

@@ -30,10 +30,10 @@ from unith_shell.protocol import (
     ProtocolError,
     ResponsePart,
     SessionTimeout,
-    Turn,
     loads_bounded,
     parse_object,
 )
+from unith_shell.turn import Turn
 
 FORMAT_NAME = "unith-shell-recording"
 FORMAT_VERSION = 1

@@ -9,9 +9,9 @@ import pytest
 import unith_shell_stats as stats
 
 from unith_shell.config import Settings, paths
-from unith_shell.protocol import Turn
 from unith_shell.server import LocalServer, ServerConfig
 from unith_shell.shell import Shell
+from unith_shell.turn import Turn
 
 
 def test_percentile_and_summary() -> None:
