@@ -23,6 +23,7 @@ from unith_shell.config import Paths, Settings
 from unith_shell.context import BasicFrontEnd
 from unith_shell.protocol import (
     GREETING_ID,
+    Echo,
     NlpException,
     ResponsePart,
     ServerEvent,
@@ -57,15 +58,52 @@ class _PipeView(View):
     #: "line N" while a command from input line N runs, so that its errors name the line.
     context = ""
 
+    #: A flush of ``out`` is scheduled (see :meth:`_put`).
+    _flush_due = False
+
     def _put(self, stream: TextIO, text: str) -> None:
         if self.closed:
             return
         try:
+            if stream is not self.out:
+                # stderr: at once, after what stdout holds, so that ``2>&1`` keeps the order.
+                self.flush()
+                stream.write(text)
+                stream.flush()
+                return
             stream.write(text)
-            stream.flush()
+            if not self._flush_due:
+                self._schedule_flush()
         except BrokenPipeError:
-            self.closed = True
-            _silence(stream)
+            self._closed_by_reader(stream)
+
+    def _schedule_flush(self) -> None:
+        # stdout is flushed two event-loop passes later, not per write: the pass that ends a
+        # turn wakes the line loop, which sends the next line in the following pass; the
+        # flush comes after that, so the next message is on the wire before this reply's
+        # write system call, and a turn's lines (or --json's events) go out in one write.
+        # Nothing waits longer than that: the loop is never idle with output held back.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a unit test, the exit path): at once
+            self.flush()
+            return
+        self._flush_due = True
+        loop.call_soon(loop.call_soon, self.flush)
+
+    def flush(self) -> None:
+        """Write out what stdout holds (also at the end of the run)."""
+        self._flush_due = False
+        if self.closed:
+            return
+        try:
+            self.out.flush()
+        except BrokenPipeError:
+            self._closed_by_reader(self.out)
+
+    def _closed_by_reader(self, stream: TextIO) -> None:
+        self.closed = True
+        _silence(stream)
 
 
 def _silence(stream: TextIO) -> None:
@@ -99,8 +137,9 @@ class PlainView(_PipeView):
 
     def event(self, event: ServerEvent) -> None:
         # An NLP exception or a session timeout ends the line's turn, and the line's one
-        # error line says so; no second line, and no REPL hints.
-        if isinstance(event, NlpException | SessionTimeout):
+        # error line says so; no second line, and no REPL hints. Parts and echoes show as
+        # the turn's block (turn_end), so they need no describing either.
+        if isinstance(event, ResponsePart | Echo | NlpException | SessionTimeout):
             return
         described = describe_event(event, hints=False)
         if described is not None:
@@ -432,4 +471,7 @@ async def run_pipe(
             return EXIT_CONNECT
         return EXIT_TURN if failed else EXIT_OK
     finally:
-        await shell.stop()
+        try:
+            await shell.stop()
+        finally:
+            view.flush()
