@@ -200,8 +200,8 @@ class UnknownEvent(ServerEvent):
 
 def _opt_int(obj: Mapping[str, Any], key: str) -> int | None:
     value = obj.get(key)
-    if value is None:
-        return None
+    if value is None or type(value) is int:  # the common cases first, without isinstance
+        return value
     if isinstance(value, bool):
         raise ProtocolError(f"{key} must be an integer, got a boolean")
     if isinstance(value, int):
@@ -228,8 +228,8 @@ def _opt_bool(obj: Mapping[str, Any], key: str, default: bool) -> bool:
 
 def _opt_str(obj: Mapping[str, Any], key: str) -> str | None:
     value = obj.get(key)
-    if value is None:
-        return None
+    if value is None or type(value) is str:  # the common cases first, without isinstance
+        return value
     if isinstance(value, str):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -239,7 +239,10 @@ def _opt_str(obj: Mapping[str, Any], key: str) -> str | None:
 
 def _id(obj: Mapping[str, Any], key: str) -> int | str | None:
     value = obj.get(key)
-    if value is None or (isinstance(value, int | str) and not isinstance(value, bool)):
+    kind = type(value)
+    if value is None or kind is int or kind is str:
+        return value
+    if isinstance(value, int | str) and not isinstance(value, bool):
         return value
     raise ProtocolError(f"{key} must be an integer or string, got {type(value).__name__}")
 
@@ -248,6 +251,8 @@ def _str_list(obj: Mapping[str, Any], key: str) -> list[str]:
     value = obj.get(key)
     if value is None:
         return []
+    if type(value) is list and not value:
+        return []  # most frames: nothing to check
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
     raise ProtocolError(f"{key} must be a list of strings")
@@ -303,6 +308,7 @@ def _depth_exceeds(obj: Any, limit: int) -> bool:
 
 
 _PLAIN = json.JSONDecoder()
+_SCAN = _PLAIN.scan_once
 _BOUNDED = json.JSONDecoder(
     parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
 )
@@ -336,8 +342,13 @@ def _loads_fast(text: str) -> Any:
     same bounds, for about half the cost. Anything it does not accept (an error, a number out
     of bounds) returns ``_NOT_JSON`` and goes through the checked decoder, which says why."""
     try:
-        obj = _PLAIN.decode(text)
-    except (ValueError, RecursionError):
+        # The decoder's C scanner itself: ``decode`` adds two regex matches for surrounding
+        # whitespace and two Python calls. A frame with whitespace around its value (or
+        # anything else the scanner stops short of) takes the checked path, which accepts it.
+        obj, end = _SCAN(text, 0)
+    except (StopIteration, ValueError, RecursionError):
+        return _NOT_JSON
+    if end != len(text):
         return _NOT_JSON
     return obj if _numbers_in_bounds([obj]) else _NOT_JSON
 
@@ -354,11 +365,12 @@ def loads_bounded(text: str | bytes) -> Any:
     :raises ValueError: with a one-line reason for anything malformed or out of bounds
         (never RecursionError, never the interpreter's int-conversion error).
     """
+    is_str = isinstance(text, str)
     try:
         # Nearly every frame takes the fast path; depth is checked below on both paths.
-        obj = _loads_fast(text) if isinstance(text, str) else _NOT_JSON
+        obj = _loads_fast(text) if is_str else _NOT_JSON
         if obj is _NOT_JSON:
-            obj = _BOUNDED.decode(text) if isinstance(text, str) else _loads_bytes(text)
+            obj = _BOUNDED.decode(text) if is_str else _loads_bytes(text)
     except _JSONLimit as exc:
         raise ValueError(str(exc)) from None
     except json.JSONDecodeError as exc:
@@ -368,8 +380,8 @@ def loads_bounded(text: str | bytes) -> Any:
     except (ValueError, TypeError) as exc:  # bad UTF-8 in bytes, and the like
         raise ValueError(" ".join(str(exc).split())[:80] or type(exc).__name__) from None
     # Counting brackets is cheap; the walk only runs when there are enough of them.
-    if isinstance(obj, dict | list):
-        if isinstance(text, str):
+    if type(obj) is dict or isinstance(obj, dict | list):
+        if is_str:
             brackets = text.count("[") + text.count("{")
         else:
             brackets = text.count(b"[") + text.count(b"{")
@@ -380,7 +392,7 @@ def loads_bounded(text: str | bytes) -> Any:
 
 def decode_json(data: str | bytes) -> dict[str, Any]:
     """Decode one frame to a JSON object, or raise :class:`ProtocolError`."""
-    if isinstance(data, bytes | bytearray | memoryview):
+    if type(data) is not str and isinstance(data, bytes | bytearray | memoryview):
         # Every Unith frame is a JSON text frame [C-PY, C-V2]; a binary one is a fault.
         raise ProtocolError(f"unexpected binary frame ({len(data)} bytes)", bytes(data))
     try:
