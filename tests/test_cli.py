@@ -106,3 +106,44 @@ def test_a_missing_plugins_dir_is_a_warning_not_silence(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0
     assert f"--plugins-dir {tmp_path / 'nope'}: no such folder" in result.stderr
+
+
+def test_pre_rendered_help_is_the_parsers_help(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console script answers --help from unith_shell/_help.py: it must be exactly what
+    argparse renders at that width (after a flag changes: python -m unith_shell._help --write)."""
+    from unith_shell import _entry, _help, cli
+
+    monkeypatch.setenv("COLUMNS", str(cli.HELP_WIDTH))
+    assert _entry.HELP_WIDTH == cli.HELP_WIDTH
+    assert _help.HELP == cli.build_parser().format_help()
+
+
+@pytest.mark.parametrize("columns", ["80", "100", "200", "60"])
+def test_console_script_help_matches_argparse_at_any_width(columns: str, shell_home: Path) -> None:
+    """From 80 columns up the help is the 80-column text (the pre-rendered one); narrower, it
+    is argparse's at that width, as before."""
+    env = {**cli_env(shell_home), "COLUMNS": columns}
+    shown = subprocess.run(
+        [*UNITH_SHELL, "--help"], capture_output=True, text=True, env=env, timeout=30
+    )
+    probe = "from unith_shell.cli import build_parser; print(build_parser().format_help(), end='')"
+    rendered = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert shown.returncode == 0
+    assert shown.stdout == rendered.stdout
+    widest = max(len(line) for line in shown.stdout.splitlines())
+    assert widest <= min(int(columns), 80) - 2
+
+
+def test_console_script_passes_other_arguments_to_the_cli(shell_home: Path) -> None:
+    """Only a lone --version/--help/-h is answered early; the rest is the cli's."""
+    result = subprocess.run(
+        [*UNITH_SHELL, "--bogus"],
+        capture_output=True,
+        text=True,
+        env=cli_env(shell_home),
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "unrecognized arguments: --bogus" in result.stderr

@@ -17,6 +17,6 @@ def _drop_cwd_from_path() -> None:
 
 _drop_cwd_from_path()  # before anything else is imported
 
-from unith_shell.cli import main  # noqa: E402
+from unith_shell._entry import main  # noqa: E402
 
 raise SystemExit(main())

@@ -38,9 +38,24 @@ def _parser(**kwargs: Any) -> argparse.ArgumentParser:
     return Parser(**kwargs)
 
 
+#: The widest ``--help`` is rendered (columns): a wider terminal gets this width, so the text
+#: is the same everywhere from 80 columns up and ``_entry`` can answer it pre-rendered.
+HELP_WIDTH = 80
+
+
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
+    import argparse
+    import shutil
+
+    # argparse's own rule (the terminal's columns less 2), capped at HELP_WIDTH.
+    columns = min(shutil.get_terminal_size().columns, HELP_WIDTH)
+    return argparse.HelpFormatter(prog, width=columns - 2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _parser(
         prog="unith-shell",
+        formatter_class=_help_formatter,
         description="Chat with a Unith digital human from the terminal.",
         epilog=(
             "Other commands: 'unith-shell serve [--host H] [--port N] [--recordings DIR]' "
