@@ -125,7 +125,14 @@ def child_env(
     """The environment of a measured process (unith-shell or a baseline): the measured
     install first on ``PYTHONPATH``, the event loop and the allocator settings chosen."""
     env = dict(os.environ if base is None else base)
-    for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"):
+    # PYTHONUNBUFFERED (set in some CI and container images) makes every write to stdout a
+    # system call: measured processes run with Python's default buffering, as users run them.
+    for key in (
+        "MALLOC_MMAP_THRESHOLD_",
+        "MALLOC_TRIM_THRESHOLD_",
+        "MALLOC_TOP_PAD_",
+        "PYTHONUNBUFFERED",
+    ):
         env.pop(key, None)
     env.update(ALLOCATORS[allocator])
     paths = list(TARGET.pythonpath)
