@@ -115,7 +115,7 @@ def test_pre_rendered_help_is_the_parsers_help(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setenv("COLUMNS", str(cli.HELP_WIDTH))
     assert _entry.HELP_WIDTH == cli.HELP_WIDTH
-    assert _help.HELP == cli.build_parser().format_help()
+    assert cli.build_parser().format_help() == _help.HELP
 
 
 @pytest.mark.parametrize("columns", ["80", "100", "200", "60"])

@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from json.scanner import make_scanner
 from typing import Any
 
 from unith_shell.errors import UserError
@@ -308,7 +309,8 @@ def _depth_exceeds(obj: Any, limit: int) -> bool:
 
 
 _PLAIN = json.JSONDecoder()
-_SCAN = _PLAIN.scan_once
+# The scanner JSONDecoder.decode runs (C when available), made from the same decoder.
+_SCAN = make_scanner(_PLAIN)  # type: ignore[arg-type]  # typeshed wants its own duck type
 _BOUNDED = json.JSONDecoder(
     parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
 )
@@ -365,12 +367,11 @@ def loads_bounded(text: str | bytes) -> Any:
     :raises ValueError: with a one-line reason for anything malformed or out of bounds
         (never RecursionError, never the interpreter's int-conversion error).
     """
-    is_str = isinstance(text, str)
     try:
         # Nearly every frame takes the fast path; depth is checked below on both paths.
-        obj = _loads_fast(text) if is_str else _NOT_JSON
+        obj = _loads_fast(text) if isinstance(text, str) else _NOT_JSON
         if obj is _NOT_JSON:
-            obj = _BOUNDED.decode(text) if is_str else _loads_bytes(text)
+            obj = _BOUNDED.decode(text) if isinstance(text, str) else _loads_bytes(text)
     except _JSONLimit as exc:
         raise ValueError(str(exc)) from None
     except json.JSONDecodeError as exc:
@@ -381,7 +382,7 @@ def loads_bounded(text: str | bytes) -> Any:
         raise ValueError(" ".join(str(exc).split())[:80] or type(exc).__name__) from None
     # Counting brackets is cheap; the walk only runs when there are enough of them.
     if type(obj) is dict or isinstance(obj, dict | list):
-        if is_str:
+        if isinstance(text, str):
             brackets = text.count("[") + text.count("{")
         else:
             brackets = text.count(b"[") + text.count(b"{")
