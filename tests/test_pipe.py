@@ -397,3 +397,27 @@ def test_an_over_long_line_is_one_error_and_the_next_lines_go_on(
         out = result.stdout.decode()
         assert "You said “before”" in out and "You said “after”" in out
         assert "xxxxxxxx" not in out
+
+
+def test_stdout_and_stderr_on_one_pipe_keep_the_order_of_the_lines(shell_home: Path) -> None:
+    """stdout is flushed in batches (once per two event-loop passes), stderr at once: an error
+    line still comes after the reply before it and before the reply after it (``2>&1``), and
+    nothing written is lost at exit."""
+    env = cli_env(shell_home)
+    env.pop("PYTHONUNBUFFERED", None)  # Python's own buffering, as users run it
+    result = subprocess.run(
+        [*UNITH_SHELL, "--local"],
+        input="first\n/nosuch\nsecond\n",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        timeout=30,
+    )
+    text = result.stdout
+    assert result.returncode == 0, text
+    error = text.index("error: line 2: unknown command /nosuch")
+    assert text.index("You said “first”") < error < text.index("You said “second”")
+    # The last reply is complete, its suggestions included: flushed at the end.
+    assert text.endswith("\n") and text.splitlines()[-1].startswith("3) ")
