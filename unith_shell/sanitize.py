@@ -34,6 +34,8 @@ _UNSAFE = re.compile(f"[{_CONTROLS}{_FORMAT}]")
 _UNSAFE_IN_BLOCK = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_FORMAT}]")
 # What json.dumps(ensure_ascii=False) leaves raw: it already escapes U+0000-U+001F.
 _UNSAFE_IN_JSON = re.compile(f"[\x7f-\x9f{_FORMAT}]")
+# json.dumps(obj, ensure_ascii=False), with the encoder made once instead of per call.
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 def _visible(match: re.Match[str]) -> str:
@@ -73,7 +75,7 @@ def json_line(obj: Any) -> str:
     Non-ASCII text stays readable (``ensure_ascii=False``); only the characters
     :func:`sanitize` would make visible are escaped, so the line is safe to ``cat``.
     """
-    text = json.dumps(obj, ensure_ascii=False)
+    text = _JSON_ENCODER.encode(obj)
     if _UNSAFE_IN_JSON.search(text) is None:
         return text
     return _UNSAFE_IN_JSON.sub(_json_escape, text)
