@@ -102,6 +102,13 @@ def test_a_torn_last_line_is_skipped_but_a_broken_middle_line_is_an_error() -> N
         parse_lines([*_lines(header), "garbage\n", *_lines(FRAME)], "broken.jsonl")
 
 
+def test_a_file_of_one_bad_line_is_named_as_such_not_as_empty() -> None:
+    with pytest.raises(RecordingError, match=r"^junk.jsonl:1: not a JSON object$"):
+        parse_lines(["\x1b]0;title\x07not json\n"], "junk.jsonl")
+    with pytest.raises(RecordingError, match="empty file"):
+        parse_lines(["\n", "  \n"], "blank.jsonl")
+
+
 # ---- record and replay against recorded heads ---------------------------------------------
 
 FAULT_CASES: dict[str, tuple[list[str], str | None]] = {
