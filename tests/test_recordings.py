@@ -259,6 +259,28 @@ def test_diff_exit_two_and_one_line_for_an_old_format(tmp_path: Path, shell_home
     assert "version 0 is not supported" in replayed.stderr
 
 
+def test_replay_usage_errors_come_first_in_one_line_named_replay(
+    tmp_path: Path, shell_home: Path
+) -> None:
+    original = tmp_path / "one.jsonl"
+    original.write_text("".join(_lines(header_record("unith/aiko", "http://h"), FRAME)))
+    for flags, why in (
+        (["--local", "--speed", "2"], "--speed and --match need --recordings DIR"),
+        (["--match", "text"], "--speed and --match need --recordings DIR"),
+        (["--local", "--recordings", str(tmp_path / "nope")], "nope: not a directory"),
+        (["--recordings", str(tmp_path)], "--recordings needs --local"),
+    ):
+        result = run_cli(["replay", str(original), *flags], shell_home)
+        assert result.returncode == 2, flags
+        # One line, before anything is announced or recorded.
+        assert result.stderr.startswith("unith-shell replay: error: "), result.stderr
+        assert result.stderr.count("\n") == 1 and why in result.stderr, result.stderr
+    assert not (shell_home / "data" / "transcripts").exists()
+    served = run_cli(["serve", "--speed", "0"], shell_home)
+    assert served.returncode == 2
+    assert served.stderr == "unith-shell serve: error: --speed and --match need --recordings DIR\n"
+
+
 def test_replay_records_to_a_default_path_it_prints(tmp_path: Path, shell_home: Path) -> None:
     original = tmp_path / "one.jsonl"
     assert (
