@@ -19,7 +19,7 @@ import pytest
 from tests.support import UNITH_SHELL, Make, cli_env, run_cli
 from unith_shell.config import Settings, paths
 from unith_shell.pipe import run_pipe
-from unith_shell.recordings.diff import DiffOptions, compare, painter, word_diff
+from unith_shell.recordings.diff import DiffOptions, compare, painter, render_turn, word_diff
 from unith_shell.recordings.format import (
     FORMAT_VERSION,
     RecordingError,
@@ -316,6 +316,26 @@ def test_diff_options_ignore_case_whitespace_and_threshold() -> None:
     marked = word_diff("a b c", "a x c", painter(False))
     assert marked == "a [-b-] {+x+} c"
     assert word_diff("a b", "a c", painter(True)) == "a \x1b[31m[-b-]\x1b[0m \x1b[32m{+c+}\x1b[0m"
+
+
+def test_diff_quotes_hostile_user_text_escaped_once() -> None:
+    def recording(user: str, suggestion: str) -> Any:
+        header = header_record("a/b", "http://h")
+        out = {**FRAME, "direction": "out", "event": "text",
+               "payload": {"id": 0, "user_id": "u", "event": "text", "text": user}}  # fmt: skip
+        part = {**FRAME, "event": "text", "payload": {"event": "text", "text": "ok",
+                "input_message_id": 0, "part_order": 0, "is_last": True,
+                "suggestions": [suggestion]}}  # fmt: skip
+        return parse_lines(_lines(header, out, part), "x")
+
+    a = recording("menu", "Fact")
+    b = recording("me\x1b[2Jnu\u202e", "Fact\x9b")
+    [diff] = compare(a, b, DiffOptions(ignore_latency=True))
+    lines = render_turn(diff, DiffOptions(ignore_latency=True), painter(False))
+    shown = "\n".join(lines)
+    assert "    user: 'menu' -> 'me\\x1b[2Jnu\\u202e'" in lines, shown
+    assert "    suggestions: ['Fact'] -> ['Fact\\x9b']" in lines, shown
+    assert "\\\\" not in shown  # no escape escaped twice
 
 
 # ---- served recordings ----------------------------------------------------------------------
