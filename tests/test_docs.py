@@ -194,3 +194,15 @@ def test_every_environment_variable_is_in_the_configuration_doc(variable: str) -
 def test_no_environment_variable_is_documented_that_the_code_does_not_read() -> None:
     known = {*settings_module.env_vars(), *settings_module.OTHER_ENV_VARS}
     assert set(re.findall(r"`(UNITH_\w+)", CONFIG_DOC)) <= known
+
+
+def test_the_readme_module_table_matches_the_package() -> None:
+    # Merges move code between modules; the architecture table must follow (`__main__.py`
+    # and `py.typed` are not modules worth a row).
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("| module | job |", 1)[1].split("\n\n", 1)[0]
+    rows = set(re.findall(r"^\| `([\w/.]+)` \|", section, flags=re.MULTILINE))
+    package = REPO / "unith_shell"
+    present = {p.name for p in package.glob("*.py") if p.name != "__main__.py"}
+    present |= {f"{p.name}/" for p in package.iterdir() if (p / "__init__.py").is_file()}
+    assert rows == present

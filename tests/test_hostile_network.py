@@ -424,7 +424,7 @@ async def test_status_never_shows_the_password_of_the_base_url(make: Any) -> Non
     from unith_shell.config import Settings
 
     settings = Settings(base_url="https://bob:hunter2@h.example")
-    assert "hunter2" not in repr(settings) + str(settings.display_items())
+    assert "hunter2" not in repr(settings) + str(settings)
 
 
 def test_max_parts_comes_from_file_env_and_flag(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import pytest
 from tests.support import UNITH_SHELL, Make, cli_env, run_cli
 from unith_shell.config import Settings, paths
 from unith_shell.pipe import run_pipe
-from unith_shell.recordings.diff import DiffOptions, compare, painter, word_diff
+from unith_shell.recordings.diff import DiffOptions, compare, painter, render_turn, word_diff
 from unith_shell.recordings.format import (
     FORMAT_VERSION,
     RecordingError,
@@ -100,6 +100,13 @@ def test_a_torn_last_line_is_skipped_but_a_broken_middle_line_is_an_error() -> N
     assert len(recording.frames) == 1
     with pytest.raises(RecordingError, match=r"broken.jsonl:2: not a JSON object"):
         parse_lines([*_lines(header), "garbage\n", *_lines(FRAME)], "broken.jsonl")
+
+
+def test_a_file_of_one_bad_line_is_named_as_such_not_as_empty() -> None:
+    with pytest.raises(RecordingError, match=r"^junk.jsonl:1: not a JSON object$"):
+        parse_lines(["\x1b]0;title\x07not json\n"], "junk.jsonl")
+    with pytest.raises(RecordingError, match="empty file"):
+        parse_lines(["\n", "  \n"], "blank.jsonl")
 
 
 # ---- record and replay against recorded heads ---------------------------------------------
@@ -252,6 +259,28 @@ def test_diff_exit_two_and_one_line_for_an_old_format(tmp_path: Path, shell_home
     assert "version 0 is not supported" in replayed.stderr
 
 
+def test_replay_usage_errors_come_first_in_one_line_named_replay(
+    tmp_path: Path, shell_home: Path
+) -> None:
+    original = tmp_path / "one.jsonl"
+    original.write_text("".join(_lines(header_record("unith/aiko", "http://h"), FRAME)))
+    for flags, why in (
+        (["--local", "--speed", "2"], "--speed and --match need --recordings DIR"),
+        (["--match", "text"], "--speed and --match need --recordings DIR"),
+        (["--local", "--recordings", str(tmp_path / "nope")], "nope: not a directory"),
+        (["--recordings", str(tmp_path)], "--recordings needs --local"),
+    ):
+        result = run_cli(["replay", str(original), *flags], shell_home)
+        assert result.returncode == 2, flags
+        # One line, before anything is announced or recorded.
+        assert result.stderr.startswith("unith-shell replay: error: "), result.stderr
+        assert result.stderr.count("\n") == 1 and why in result.stderr, result.stderr
+    assert not (shell_home / "data" / "transcripts").exists()
+    served = run_cli(["serve", "--speed", "0"], shell_home)
+    assert served.returncode == 2
+    assert served.stderr == "unith-shell serve: error: --speed and --match need --recordings DIR\n"
+
+
 def test_replay_records_to_a_default_path_it_prints(tmp_path: Path, shell_home: Path) -> None:
     original = tmp_path / "one.jsonl"
     assert (
@@ -287,6 +316,26 @@ def test_diff_options_ignore_case_whitespace_and_threshold() -> None:
     marked = word_diff("a b c", "a x c", painter(False))
     assert marked == "a [-b-] {+x+} c"
     assert word_diff("a b", "a c", painter(True)) == "a \x1b[31m[-b-]\x1b[0m \x1b[32m{+c+}\x1b[0m"
+
+
+def test_diff_quotes_hostile_user_text_escaped_once() -> None:
+    def recording(user: str, suggestion: str) -> Any:
+        header = header_record("a/b", "http://h")
+        out = {**FRAME, "direction": "out", "event": "text",
+               "payload": {"id": 0, "user_id": "u", "event": "text", "text": user}}  # fmt: skip
+        part = {**FRAME, "event": "text", "payload": {"event": "text", "text": "ok",
+                "input_message_id": 0, "part_order": 0, "is_last": True,
+                "suggestions": [suggestion]}}  # fmt: skip
+        return parse_lines(_lines(header, out, part), "x")
+
+    a = recording("menu", "Fact")
+    b = recording("me\x1b[2Jnu\u202e", "Fact\x9b")
+    [diff] = compare(a, b, DiffOptions(ignore_latency=True))
+    lines = render_turn(diff, DiffOptions(ignore_latency=True), painter(False))
+    shown = "\n".join(lines)
+    assert "    user: 'menu' -> 'me\\x1b[2Jnu\\u202e'" in lines, shown
+    assert "    suggestions: ['Fact'] -> ['Fact\\x9b']" in lines, shown
+    assert "\\\\" not in shown  # no escape escaped twice
 
 
 # ---- served recordings ----------------------------------------------------------------------

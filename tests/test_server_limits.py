@@ -144,12 +144,14 @@ async def test_non_ascii_tokens_are_invalid_not_a_server_error(token: str) -> No
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [("127.0.0.1", True), ("::1", True), ("localhost", True), ("0.0.0.0", False),
-     ("::", False), ("192.168.1.5", False), ("example.org", False)],
+     ("::", False), ("192.168.1.5", False), ("example.org", False), ("[::1]", True),
+     ("LOCALHOST.", True), ("127.9.9.9", True)],
 )  # fmt: skip
 def test_is_loopback(host: str, loopback: bool) -> None:
-    from unith_shell.server.run import is_loopback
+    from unith_shell.urls import is_loopback_host
 
-    assert is_loopback(host) is loopback
+    # One rule for `serve --host` (the demo-password warning) and for base URLs.
+    assert is_loopback_host(host) is loopback
 
 
 def _serve_first_lines(host: str) -> tuple[str, str]:

@@ -347,6 +347,7 @@ def serve(argv: Sequence[str]) -> int:
             idle_warning=args.idle_warning,
         ),
         args,
+        "unith-shell serve",
     )
     if config is None:
         return EXIT_USAGE

@@ -131,7 +131,7 @@ def after_receive(event: ServerEvent, session: Session, ctx: Context) -> None:
 def turn_complete(turn: Turn, session: Session, ctx: Context) -> None:
     """A reply is complete (or ended without one).
 
-    :param turn: the :class:`~unith_shell.protocol.Turn`: ``input`` (what the user typed),
+    :param turn: the :class:`~unith_shell.turn.Turn`: ``input`` (what the user typed),
         ``prompt`` (what was sent, after ``before_send``),
         ``text`` (parts joined in ``part_order``), ``parts``, ``suggestions``, ``outcome``
         (``"last"``, ``"choice"``, ``"unith_nlp_exception"``, ``"conversation_end"``,

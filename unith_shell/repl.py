@@ -1,6 +1,6 @@
 """The interactive front end: one reused prompt-toolkit ``PromptSession``.
 
-Replies are printed above the prompt (``patch_stdout``) while the user types; the socket is
+Replies are printed above the prompt (:class:`AbovePrompt`) while the user types; the socket is
 read by the session's own task. Ctrl+C clears the line, or stops waiting for the reply in
 flight; Ctrl+D on an empty line (or ``/quit``) closes the socket and exits 0, after asking
 once if messages are still waiting for a reply.

@@ -130,22 +130,6 @@ class Settings:
 
     __str__ = __repr__
 
-    def display_items(self) -> list[tuple[str, object]]:
-        """(name, value) pairs safe to show: the api key as "set"/"not set", the password masked."""
-        items: list[tuple[str, object]] = []
-        for f in fields(self):
-            if f.name == "api_key":
-                items.append((f.name, "set" if self.api_key else "not set"))
-            elif f.name == "password":
-                items.append((f.name, _MASK if self.password else "not set"))
-            elif f.name == "base_url":
-                from unith_shell.urls import display_url  # a user:pass@ URL keeps its secret
-
-                items.append((f.name, display_url(self.base_url)))
-            else:
-                items.append((f.name, getattr(self, f.name)))
-        return items
-
 
 FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Settings)
 

@@ -73,7 +73,13 @@ def is_loopback(url: str) -> bool:
         host = urlsplit(url).hostname or ""
     except ValueError:
         return False
-    host = host.lower().rstrip(".")
+    return is_loopback_host(host)
+
+
+def is_loopback_host(host: str) -> bool:
+    """``host`` (a name or an address, ``[::1]`` too) is ``localhost`` or a loopback address:
+    only this machine reaches it. A host name may resolve to anything: not loopback."""
+    host = host.strip("[]").lower().rstrip(".")
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:

@@ -181,7 +181,13 @@ def replay_main(argv: Sequence[str], env: dict[str, str]) -> int:
         print(f"unith-shell replay: {sanitize(str(exc))}", file=sys.stderr)
         return EXIT_TROUBLE
     if args.recordings is not None and not args.local:
-        print("unith-shell replay: error: --recordings needs --local", file=sys.stderr)
+        print("unith-shell replay: error: --recordings needs --local (see --help)", file=sys.stderr)
+        return EXIT_USAGE
+    # --speed/--match without --recordings, or DIR not a folder: said before the record path
+    # is announced (start_local_server checks again, then passing in silence).
+    from unith_shell.server import ServerConfig
+
+    if server_config(ServerConfig(), args, "unith-shell replay") is None:
         return EXIT_USAGE
     flags = {name: getattr(args, name) for name in REPLAY_SETTINGS}
     user_paths = paths(env)
@@ -222,7 +228,7 @@ def replay_main(argv: Sequence[str], env: dict[str, str]) -> int:
     async def go() -> int:
         server = None
         if settings.local:
-            server = await start_local_server(settings, args)
+            server = await start_local_server(settings, args, "unith-shell replay")
             if server is None:
                 return EXIT_USAGE
         try:
@@ -255,26 +261,30 @@ def _default_record_path(folder: Path, org: str, head: str) -> Path:
     return folder / f"{stamp}-replay-{_safe(org)}-{_safe(head)}-{os.getpid()}.jsonl"
 
 
-async def start_local_server(settings: Settings, args: Any) -> LocalServer | None:
+async def start_local_server(
+    settings: Settings, args: Any, prog: str = "unith-shell"
+) -> LocalServer | None:
     """The in-process local server for ``--local`` (with ``--recordings`` served), or None
     after printing why the recordings cannot be served."""
     from unith_shell.api import DEFAULT_PASSWORD
     from unith_shell.sanitize import sanitize
     from unith_shell.server import LocalServer, ServerConfig
 
-    config = server_config(ServerConfig(), args)
+    config = server_config(ServerConfig(), args, prog)
     if config is None:
         return None
     config.password = settings.password if settings.password != DEFAULT_PASSWORD else None
     server = LocalServer(config)
     for problem in server.recording_problems:
-        print(f"unith-shell: warning: {sanitize(problem)}", file=sys.stderr)
+        print(f"{prog}: warning: {sanitize(problem)}", file=sys.stderr)
     await server.start()
     settings.base_url = server.base_url
     return server
 
 
-def server_config(config: ServerConfig, args: Any) -> ServerConfig | None:
+def server_config(
+    config: ServerConfig, args: Any, prog: str = "unith-shell"
+) -> ServerConfig | None:
     """``config`` with ``--recordings``, ``--speed`` and ``--match`` applied (None and a
     printed line when DIR is not a directory or flags are given without it)."""
     from pathlib import Path
@@ -285,12 +295,12 @@ def server_config(config: ServerConfig, args: Any) -> ServerConfig | None:
     speed, match = getattr(args, "speed", None), getattr(args, "match", None)
     if recordings is None:
         if speed is not None or match is not None:
-            print("unith-shell: error: --speed and --match need --recordings DIR", file=sys.stderr)
+            print(f"{prog}: error: --speed and --match need --recordings DIR", file=sys.stderr)
             return None
         return config
     if not Path(recordings).is_dir():
         print(
-            f"unith-shell: error: --recordings {sanitize(recordings)}: not a directory",
+            f"{prog}: error: --recordings {sanitize(recordings)}: not a directory",
             file=sys.stderr,
         )
         return None

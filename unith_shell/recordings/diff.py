@@ -182,8 +182,9 @@ def latency_text(a: RecordedTurn, b: RecordedTurn) -> str:
 
 
 def _quote(text: str, limit: int = 50) -> str:
-    one = sanitize(" ".join(text.split()))
-    return repr(one if len(one) <= limit else one[: limit - 3] + "...")
+    # repr first, then the gate: sanitising first made repr double every escape (`\\x1b`).
+    one = " ".join(text.split())
+    return sanitize(repr(one if len(one) <= limit else one[: limit - 3] + "..."))
 
 
 def _items(values: list[str]) -> str:

@@ -225,7 +225,8 @@ def parse_lines(lines: Iterable[str], source: str) -> Recording:
             )
         )
     if header is None:
-        raise RecordingError(f"{source}: empty file, not a recording")
+        # Nothing but a bad line is not a torn recording: say what is wrong with that line.
+        raise RecordingError(pending_error or f"{source}: empty file, not a recording")
     greeting, turns = split_turns(frames)
     return Recording(source, header, frames, greeting, turns)
 

@@ -61,7 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--repeat", type=positive, default=1, metavar="N", help="run each scenario N times")
     add("--jobs", type=positive, default=1, metavar="N", help="run N scenarios at once (1)")
     add("--fail-fast", action="store_true", help="start no new scenario after a failure")
-    add("--format", choices=("human", "json", "junit", "tap"), default="human")
+    add(
+        "--format",
+        choices=("human", "json", "junit", "tap"),
+        default="human",
+        help="report format (human); with the others the human report goes to stderr",
+    )
     add("--output", metavar="FILE", help="write the report to FILE (default: stdout)")
     add("--run-id", metavar="ID", help="the run id (sent as the handshake's data_tag)")
     from unith_shell.setting_table import add_setting_flags

@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import signal
 import sys
 from collections.abc import Callable
 from dataclasses import replace
 
 from unith_shell.sanitize import sanitize
+from unith_shell.urls import is_loopback_host
 
 from .app import LocalServer
 from .config import ServerConfig
 from .rest import PASSWORD
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (or ``localhost``): only this machine reaches it."""
-    name = host.strip("[]").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
 
 
 def serve_forever(
@@ -48,7 +37,7 @@ def serve_forever(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         async with LocalServer(settings) as server:
-            if not is_loopback(host):  # said once listening: a failed bind is one line only
+            if not is_loopback_host(host):  # said once listening: a failed bind is one line only
                 print(
                     sanitize(
                         f"unith local server: warning: listening on {host}, reachable from "
