@@ -300,7 +300,8 @@ def render_per_part(parts: int, reps: int) -> tuple[float, float]:
     """The REPL's print path: ``Shell.on_parts`` -> ``HumanView`` for ``parts`` parts into a
     null writer, vs the least a printer must do (an f-string per part into the same writer).
     Returns seconds per part (shell, baseline)."""
-    from unith_shell.config import load_settings, paths
+    from unith_shell.config_file import load_settings
+    from unith_shell.files import paths
     from unith_shell.protocol import ResponsePart
     from unith_shell.shell import Shell
     from unith_shell.turn import Turn

@@ -19,7 +19,8 @@ class _Null(io.StringIO):
 
 
 async def _shell(base_url: str, home: Path, transcript: Path | None) -> Any:
-    from unith_shell.config import load_settings, paths
+    from unith_shell.config_file import load_settings
+    from unith_shell.files import paths
     from unith_shell.pipe import PlainView
     from unith_shell.shell import Shell
 

@@ -20,7 +20,8 @@ from _common import Figure, Result, interleave, isolated_env, median, server_pro
 def run(quick: bool = False) -> list[Result]:
     n, reps = (30, 1) if quick else (1000, 5)
     from unith_shell import api
-    from unith_shell.config import load_settings, paths
+    from unith_shell.config_file import load_settings
+    from unith_shell.files import paths
     from unith_shell.pipe import run_pipe
     from unith_shell.scenario.assertions import load_registry
     from unith_shell.scenario.loader import load_file

@@ -9,7 +9,6 @@ import pytest
 
 from unith_shell import api, protocol
 from unith_shell.commands import CommandError
-from unith_shell.config import ConfigError
 from unith_shell.conversation import (
     Complete,
     Conversation,
@@ -40,6 +39,7 @@ from unith_shell.session import (
     SessionOptions,
     classify,
 )
+from unith_shell.settings import ConfigError
 from unith_shell.turn import Turn, TurnOverflow
 
 

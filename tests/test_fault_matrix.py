@@ -13,9 +13,9 @@ import pytest
 
 from tests.support import free_port, new_shell, wait_for
 from unith_shell import api
-from unith_shell.config import Settings
 from unith_shell.server import LocalServer, ServerConfig
 from unith_shell.session import State
+from unith_shell.settings import Settings
 from unith_shell.shell import Shell
 from unith_shell.turn import Turn
 

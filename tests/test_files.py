@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 
 from tests.support import UNITH_SHELL, Harness, Make, cli_env, quit_with_ctrl_d, spawn, start_shell
-from unith_shell.config import ensure_private_dir
+from unith_shell.files import ensure_private_dir
 
 pytestmark = pytest.mark.timeout(60)
 

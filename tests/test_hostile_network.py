@@ -421,14 +421,15 @@ async def test_status_never_shows_the_password_of_the_base_url(make: Any) -> Non
     lines = await h.run("/status")
     assert any("http://bob:***@127.0.0.1:" in line for line in lines)
     assert "hunter2" not in "\n".join(lines) and "hunter2" not in repr(options)
-    from unith_shell.config import Settings
+    from unith_shell.settings import Settings
 
     settings = Settings(base_url="https://bob:hunter2@h.example")
     assert "hunter2" not in repr(settings) + str(settings)
 
 
 def test_max_parts_comes_from_file_env_and_flag(tmp_path: Path) -> None:
-    from unith_shell.config import ConfigError, load_settings
+    from unith_shell.config_file import load_settings
+    from unith_shell.settings import ConfigError
 
     cfg = tmp_path / "config.toml"
     cfg.write_text("max_parts = 5\n")

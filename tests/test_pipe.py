@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import UNITH_SHELL, cli_env
-from unith_shell.config import Settings, paths
+from unith_shell.files import paths
 from unith_shell.pipe import run_pipe
 from unith_shell.server import LocalServer
+from unith_shell.settings import Settings
 
 CONTROL = ("\x1b", "\x07", "\x00", "\x9b")
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import UNITH_SHELL, Make, cli_env
-from unith_shell.config import ConfigError, load_settings
+from unith_shell.config_file import load_settings
 from unith_shell.plugins import PluginError, Plugins
+from unith_shell.settings import ConfigError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -100,7 +101,7 @@ def test_strict_mode_raises_for_an_untrusted_plugin(tmp_path: Path) -> None:
 
 @posix_only
 def test_trust_problem_accepts_private_and_read_only_files(tmp_path: Path) -> None:
-    from unith_shell.config import trust_problem
+    from unith_shell.files import trust_problem
 
     path = tmp_path / "f"
     path.write_text("")

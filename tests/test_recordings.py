@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.support import UNITH_SHELL, Make, cli_env, run_cli
-from unith_shell.config import Settings, paths
+from unith_shell.files import paths
 from unith_shell.pipe import run_pipe
 from unith_shell.recordings.diff import DiffOptions, compare, painter, render_turn, word_diff
 from unith_shell.recordings.format import (
@@ -31,6 +31,7 @@ from unith_shell.recordings.replay import replay
 from unith_shell.recordings.scenario import scenario_from_recording
 from unith_shell.server import LocalServer, ServerConfig
 from unith_shell.server.recorded import NO_MATCH_LEVEL, load_recorded_heads, match_turn
+from unith_shell.settings import Settings
 
 IGNORE_LATENCY = DiffOptions(ignore_latency=True)
 

@@ -20,9 +20,9 @@ from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from tests.support import new_shell
-from unith_shell.config import Settings
 from unith_shell.repl import ShellCompleter, run_repl
 from unith_shell.server import LocalServer
+from unith_shell.settings import Settings
 from unith_shell.shell import Shell
 
 API_KEY = "test-api-key-5f3c9e"

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO
-from unith_shell.config import load_settings, paths
+from unith_shell.config_file import load_settings
+from unith_shell.files import paths
 from unith_shell.scenario import builtin, loader
 from unith_shell.scenario.assertions import AssertionRegistry, load_registry
 from unith_shell.scenario.cli import _parser

@@ -14,7 +14,8 @@ import pytest
 
 from tests.support import REPO
 from unith_shell import api
-from unith_shell.config import load_settings, paths
+from unith_shell.config_file import load_settings
+from unith_shell.files import paths
 from unith_shell.scenario import report
 from unith_shell.scenario.assertions import load_registry
 from unith_shell.scenario.loader import load_file

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from unith_shell.api import UnithAPI
     from unith_shell.commands import Command, CommandRegistry
-    from unith_shell.config import Paths, Settings
+    from unith_shell.files import Paths
     from unith_shell.plugins import PluginInfo
     from unith_shell.session import Session, State
+    from unith_shell.settings import Settings
     from unith_shell.shell import Shell
     from unith_shell.turn import Turn
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from unith_shell.commands import CommandError, split_command
-from unith_shell.config import Paths, Settings
 from unith_shell.context import BasicFrontEnd
+from unith_shell.files import Paths
 from unith_shell.protocol import (
     GREETING_ID,
     Echo,
@@ -40,6 +40,7 @@ from unith_shell.session import (
     State,
     backoff,
 )
+from unith_shell.settings import Settings
 from unith_shell.shell import Shell
 from unith_shell.turn import Turn
 

@@ -158,7 +158,7 @@ class Plugins:
         """Load every ``*.py`` of ``folder``, if the folder and the file are trusted.
 
         Trusted as OpenSSH's StrictModes has it: owned by the current user or root, and not
-        writable by group or others (:func:`unith_shell.config.trust_problem`). Anything
+        writable by group or others (:func:`unith_shell.files.trust_problem`). Anything
         else is skipped with one line naming the path and the fix; strict mode raises.
         """
         if not folder.is_dir():
@@ -175,7 +175,7 @@ class Plugins:
             self.load_file(path, source="local file")
 
     def _trusted(self, path: Path, what: str) -> bool:
-        from unith_shell.config import trust_problem
+        from unith_shell.files import trust_problem
 
         try:
             problem = trust_problem(path)

@@ -56,7 +56,8 @@ def _run_config(config: pytest.Config) -> RunConfig:
     cached = config.stash.get(_CONFIG, None)
     if cached is not None:
         return cached
-    from unith_shell.config import load_settings, paths
+    from unith_shell.config_file import load_settings
+    from unith_shell.files import paths
     from unith_shell.scenario.assertions import load_registry
     from unith_shell.scenario.cli import new_run_id
 

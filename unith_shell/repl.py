@@ -31,7 +31,7 @@ from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.shortcuts import clear
 
-from unith_shell.config import ensure_private_dir, open_private
+from unith_shell.files import ensure_private_dir, open_private
 from unith_shell.shell import Shell
 
 

@@ -24,8 +24,8 @@ from unith_shell.commands import (
     literal_text,
     split_command,
 )
-from unith_shell.config import Paths, Settings
 from unith_shell.context import BasicFrontEnd, Context, FrontEnd, SessionView
+from unith_shell.files import Paths
 from unith_shell.plugins import PluginError, Plugins, allowlist
 from unith_shell.protocol import (
     GREETING_ID,
@@ -39,7 +39,7 @@ from unith_shell.protocol import (
 from unith_shell.render import HumanView, Style, View, escape_text
 from unith_shell.sanitize import sanitize
 from unith_shell.session import Session, SessionListener, State
-from unith_shell.settings import session_options
+from unith_shell.settings import Settings, session_options
 from unith_shell.turn import Turn
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from unith_shell.commands import CommandError
-from unith_shell.config import ensure_private_dir, open_private
 from unith_shell.context import Context
+from unith_shell.files import ensure_private_dir, open_private
 from unith_shell.hookspecs import hookimpl
 from unith_shell.sanitize import sanitize
 

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from unith_shell.commands import CommandError
-from unith_shell.config import open_private
 from unith_shell.context import Context
+from unith_shell.files import open_private
 from unith_shell.hookspecs import hookimpl
 from unith_shell.protocol import loads_bounded, redact
 from unith_shell.recordings.format import disconnect_record, header_record

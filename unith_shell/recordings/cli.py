@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-    from unith_shell.config import Settings
     from unith_shell.recordings.diff import DiffOptions
     from unith_shell.server import LocalServer, ServerConfig
+    from unith_shell.settings import Settings
 
 
 def _fraction(text: str) -> float:
@@ -172,8 +172,10 @@ def replay_main(argv: Sequence[str], env: dict[str, str]) -> int:
     from unith_shell.sanitize import sanitize
 
     args = _replay_parser().parse_args(argv)
-    from unith_shell.config import ConfigError, load_settings, paths
+    from unith_shell.config_file import load_settings
+    from unith_shell.files import paths
     from unith_shell.recordings.format import RecordingError, load
+    from unith_shell.settings import ConfigError
 
     try:
         original = load(args.file)

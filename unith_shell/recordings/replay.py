@@ -16,7 +16,7 @@ from typing import TextIO
 
 from unith_shell.builtins.log import record_to
 from unith_shell.commands import CommandError
-from unith_shell.config import Paths, Settings
+from unith_shell.files import Paths
 from unith_shell.pipe import _connect
 from unith_shell.protocol import ServerEvent
 from unith_shell.recordings.diff import (
@@ -34,6 +34,7 @@ from unith_shell.recordings.diff import (
 from unith_shell.recordings.format import Recording, RecordingError, load
 from unith_shell.render import View, describe_event
 from unith_shell.sanitize import sanitize
+from unith_shell.settings import Settings
 from unith_shell.shell import Shell
 
 EXIT_CONNECT = 3

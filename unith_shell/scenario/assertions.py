@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 from unith_shell.scenario.model import MatchOptions
 
 if TYPE_CHECKING:
-    from unith_shell.config import Paths, Settings
+    from unith_shell.files import Paths
     from unith_shell.plugins import Plugins
     from unith_shell.protocol import ResponsePart, ServerEvent
+    from unith_shell.settings import Settings
 
 
 @dataclass(slots=True)

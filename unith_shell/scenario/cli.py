@@ -104,7 +104,9 @@ def main(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
         return from_recording(args.from_recording, args.output)
     if not args.paths:
         parser.error("give at least one PATH (a scenario file or a folder)")
-    from unith_shell.config import ConfigError, load_settings, paths
+    from unith_shell.config_file import load_settings
+    from unith_shell.files import paths
+    from unith_shell.settings import ConfigError
 
     flags = {name: getattr(args, name) for name in TEST_SETTINGS}
     try:

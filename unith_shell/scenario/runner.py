@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from unith_shell.config import Paths, Settings
+from unith_shell.files import Paths
 from unith_shell.render import View
 from unith_shell.sanitize import sanitize
 from unith_shell.scenario.assertions import AssertionRegistry
@@ -30,6 +30,7 @@ from unith_shell.session import (
     SessionError,
     backoff,
 )
+from unith_shell.settings import Settings
 from unith_shell.shell import Shell
 
 #: Exit statuses of ``unith-shell test``.

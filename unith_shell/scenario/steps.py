@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from unith_shell.config import Settings
 from unith_shell.protocol import ServerEvent
 from unith_shell.sanitize import sanitize
 from unith_shell.scenario.assertions import AssertionRegistry, Outcome, Reply, run_check
 from unith_shell.scenario.model import Expectation, Step, interpolate, references
 from unith_shell.session import Session, State
+from unith_shell.settings import Settings
 from unith_shell.shell import Shell
 from unith_shell.turn import Turn
 
