@@ -31,6 +31,10 @@ def shell_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     home = tmp_path / "home"
     monkeypatch.setenv("UNITH_SHELL_HOME", str(home))
     monkeypatch.setenv("UNITH_SHELL_PLUGINS", "")
+    # The in-process REPL tests drive a real PromptSession: under TERM=dumb (set by some CI
+    # runners and editors' shells) prompt-toolkit switches to its dumb-terminal prompt, which
+    # these tests are not about. The pexpect tests set their own TERM (tests/support.py).
+    monkeypatch.setenv("TERM", "xterm-256color")
     yield home
 
 
