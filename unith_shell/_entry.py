@@ -41,10 +41,11 @@ def main() -> int:
             print(f"unith-shell {__version__}")
             return 0
         if flag in ("--help", "-h") and _columns() >= HELP_WIDTH:
-            from unith_shell._help import HELP
+            from unith_shell import _help
 
-            sys.stdout.write(HELP)
-            return 0
+            if tuple(sys.version_info[:2]) == _help.PYTHON:  # argparse's layout is per version
+                sys.stdout.write(_help.HELP)
+                return 0
     from unith_shell.cli import main as cli_main
 
     return cli_main(argv)

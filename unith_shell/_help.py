@@ -1,8 +1,14 @@
 """``unith-shell --help`` at :data:`unith_shell.cli.HELP_WIDTH` columns, pre-rendered for
 ``_entry`` (a test keeps it equal to ``build_parser().format_help()``).
 
-Render it again after changing a flag: ``python -m unith_shell._help --write``.
+Render it again after changing a flag: ``python -m unith_shell._help --write``. argparse's
+layout differs between Python versions (3.13 shows a metavar once per option, 3.14 adds
+colour), so the text is used only on the version it was rendered with (:data:`PYTHON`);
+elsewhere ``--help`` is argparse's own, as for any other width.
 """
+
+#: The Python (major, minor) whose argparse rendered :data:`HELP`.
+PYTHON = (3, 11)
 
 HELP = (
     "usage: unith-shell [-h] [--version] [--base-url URL] [--org ORG] [--head HEAD]\n"
@@ -72,14 +78,15 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--write"]:
         path = Path(__file__)
         source = path.read_text(encoding="utf-8")
-        start = source.index("\nHELP = ") + 1
+        start = source.index("\nPYTHON = ") + 1
         end = source.index("\n\nif __name__", start)
         # JSON strings are Python literals too, quoted the way ruff formats them.
         lines = "".join(
             f"    {json.dumps(line, ensure_ascii=False)}\n"
             for line in text.splitlines(keepends=True)
         )
-        rendered = f"HELP = (\n{lines})"
+        version = f"PYTHON = {tuple(sys.version_info[:2])!r}\n\n"
+        rendered = f"{version}HELP = (\n{lines})"
         path.write_text(source[:start] + rendered + source[end:], encoding="utf-8")
     else:
         sys.stdout.write(text)
