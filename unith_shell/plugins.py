@@ -183,11 +183,7 @@ class Plugins:
             problem = f"{path}: cannot check: {exc.strerror or exc}"
         if problem is None:
             return True
-        line = f"{what} skipped: {problem}"
-        self.load_errors.append(line)
-        if self.strict:
-            raise PluginError(line)
-        self.notify(line)
+        self._load_problem(f"{what} skipped: {problem}")
         return False
 
     def load_file(self, path: Path, source: str = "local file") -> bool:
@@ -225,10 +221,13 @@ class Plugins:
 
     def _load_failed(self, name: str, exc: BaseException, path: str = "") -> None:
         where = f" ({path})" if path else ""
-        line = f"plugin {name!r}{where} failed to load: {_one_line(exc)}"
+        self._load_problem(f"plugin {name!r}{where} failed to load: {_one_line(exc)}", exc)
+
+    def _load_problem(self, line: str, cause: BaseException | None = None) -> None:
+        """A plugin that is not loaded: one line, kept for ``/plugins``; raised when strict."""
         self.load_errors.append(line)
         if self.strict:
-            raise PluginError(line) from exc
+            raise PluginError(line) from cause
         self.notify(line)
 
     def _register_module(
@@ -242,11 +241,9 @@ class Plugins:
         refusal = self._refusal(plugin)
         if refusal is not None:
             self.pm.unregister(plugin)
-            line = f"plugin {name!r}{f' ({path})' if path else ''} failed to load: {refusal}"
-            self.load_errors.append(line)
-            if self.strict:
-                raise PluginError(line)
-            self.notify(line)
+            self._load_problem(
+                f"plugin {name!r}{f' ({path})' if path else ''} failed to load: {refusal}"
+            )
             return False
         if not version and isinstance(plugin, ModuleType):
             version = str(getattr(plugin, "__version__", ""))
