@@ -8,7 +8,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -135,15 +135,19 @@ class Repl:
 
 
 @asynccontextmanager
-async def running(shell: Shell, lines: list[str], server: LocalServer) -> AsyncIterator[Repl]:
+async def running(
+    shell: Shell, lines: list[str], server: LocalServer, greeting: str | None = ": Hi, I'm Aiko"
+) -> AsyncIterator[Repl]:
+    """The REPL connected and at the prompt, after ``greeting`` is shown (None: any head,
+    greeting or not)."""
     output = RecordingOutput()
     with create_pipe_input() as pipe, create_app_session(input=pipe, output=output) as app_session:
         repl = Repl(shell, lines, pipe, app_session, output, server)
         repl.task = asyncio.create_task(run_repl(shell))
         try:
-            # The greeting is in and the prompt is up.
             await repl.wait(lambda: shell.session.connected, "the connection")
-            await repl.wait_output(": Hi, I'm Aiko")
+            if greeting is not None:
+                await repl.wait_output(greeting)
             await repl.at_prompt()
             yield repl
         finally:
@@ -572,22 +576,11 @@ async def test_a_bad_prompt_template_is_reported_once(server: LocalServer) -> No
 # ---- the REPL's small surprises (issue 9, item 9) -------------------------------------------
 
 
-@asynccontextmanager
-async def started(shell: Shell, lines: list[str], server: LocalServer) -> AsyncIterator[Repl]:
+def started(
+    shell: Shell, lines: list[str], server: LocalServer
+) -> AbstractAsyncContextManager[Repl]:
     """Like ``running``, for any head: connected and at the prompt, greeting or not."""
-    output = RecordingOutput()
-    with create_pipe_input() as pipe, create_app_session(input=pipe, output=output) as app_session:
-        repl = Repl(shell, lines, pipe, app_session, output, server)
-        repl.task = asyncio.create_task(run_repl(shell))
-        try:
-            await repl.wait(lambda: shell.session.connected, "the connection")
-            await repl.at_prompt()
-            yield repl
-        finally:
-            if not repl.task.done():
-                shell.exit_requested = True
-                pipe.send_text("\x04")
-                await asyncio.wait_for(repl.task, 5)
+    return running(shell, lines, server, greeting=None)
 
 
 async def test_retry_offers_only_the_most_recent_message(repl: Repl) -> None:
