@@ -33,12 +33,10 @@ from unith_shell.protocol import (
 from unith_shell.render import View, describe_event, escape_text, raw_line, reply_text
 from unith_shell.sanitize import json_line, sanitize, sanitize_block
 from unith_shell.session import (
-    HandshakeRefused,
-    JoinRefused,
     Session,
     SessionError,
     State,
-    backoff,
+    connect_retrying,
 )
 from unith_shell.settings import Settings
 from unith_shell.shell import Shell
@@ -284,25 +282,14 @@ async def _from_list(items: Iterable[str]) -> AsyncIterator[str | None]:
         yield item
 
 
-async def _connect(session: Session, view: View, attempts: int = 3) -> bool:
-    """The first connection, with a short retry for what a retry can fix.
-
-    A refused token gets a fresh login and high demand a second chance, as in the REPL; a
-    refused connection or bad credentials fail at once (scripts want a quick exit 3).
-    """
-    for attempt in range(1, attempts + 1):
-        try:
-            await session.connect()
-            return True
-        except (HandshakeRefused, JoinRefused) as exc:
-            if attempt == attempts:
-                view.notice("error", str(exc))
-                return False
-            await asyncio.sleep(backoff(attempt, 0.2, 2.0))
-        except SessionError as exc:
-            view.notice("error", str(exc))
-            return False
-    return False
+async def _connect(session: Session, view: View) -> bool:
+    """The first connection (:func:`connect_retrying`); a failure is one error notice."""
+    try:
+        await connect_retrying(session)
+    except SessionError as exc:
+        view.notice("error", str(exc))
+        return False
+    return True
 
 
 def _unanswered(session: Session) -> list[Turn]:

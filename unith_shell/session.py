@@ -975,6 +975,23 @@ async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
         pass  # the task's own failure was reported where it happened
 
 
+async def connect_retrying(session: Session, attempts: int = 3, initial: float = 0.2) -> None:
+    """The first connection of a run that has nobody to ask (pipe mode, ``test``, ``replay``).
+
+    A refused token (a fresh login) and high demand get ``attempts`` tries with backoff; any
+    other :class:`SessionError` (a refused connection, bad credentials) is raised at once, so
+    a script gets its exit 3 quickly. The last refusal is raised when every try failed.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            await session.connect()
+            return
+        except (HandshakeRefused, JoinRefused):
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(backoff(attempt, initial, 2.0))
+
+
 def backoff(
     attempt: int, initial: float, cap: float, rand: Callable[[], float] = random.random
 ) -> float:

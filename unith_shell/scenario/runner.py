@@ -24,11 +24,10 @@ from unith_shell.scenario.assertions import AssertionRegistry
 from unith_shell.scenario.model import Scenario, Step
 from unith_shell.scenario.steps import ObservingShell, StepResult, StepRunner
 from unith_shell.session import (
-    HandshakeRefused,
     JoinRefused,
     Session,
     SessionError,
-    backoff,
+    connect_retrying,
 )
 from unith_shell.settings import Settings
 from unith_shell.shell import Shell
@@ -220,18 +219,13 @@ def _overall(steps: list[StepResult]) -> str:
     return "passed"
 
 
-async def _connect(session: Session, attempts: int = 3) -> tuple[str, str] | None:
+async def _connect(session: Session) -> tuple[str, str] | None:
     """The first connection; ``(status, message)`` when it fails. High demand and a refused
     token get a retry with backoff (a developer organisation has few concurrent slots)."""
-    for attempt in range(1, attempts + 1):
-        try:
-            await session.connect()
-            return None
-        except (HandshakeRefused, JoinRefused) as exc:
-            if attempt == attempts:
-                status = "refused" if isinstance(exc, JoinRefused) else "error"
-                return status, sanitize(str(exc))
-            await asyncio.sleep(backoff(attempt, 0.3, 2.0))
-        except SessionError as exc:
-            return "error", sanitize(str(exc))
-    return "error", "could not connect"
+    try:
+        await connect_retrying(session, initial=0.3)
+    except JoinRefused as exc:
+        return "refused", sanitize(str(exc))
+    except SessionError as exc:
+        return "error", sanitize(str(exc))
+    return None
