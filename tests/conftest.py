@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from tests.support import SHELL_ENV_VARS, Harness, Make, start_shell
+from unith_shell import api
 from unith_shell.server import LocalServer, ServerConfig
+from unith_shell.session import Session
 
 # Plugin folders and config files the tests make must pass the StrictModes check (not
 # writable by group or others). Under a umask of 002 (common for users with a group of their
@@ -58,3 +60,13 @@ async def server() -> AsyncIterator[LocalServer]:
     """The real local Unith server, in-process, on 127.0.0.1 and a free port."""
     async with LocalServer(ServerConfig(port=0)) as srv:
         yield srv
+
+
+@pytest.fixture
+async def closing() -> AsyncIterator[list[Session]]:
+    """Sessions a test opens itself: closed after it, with the shared HTTP clients."""
+    sessions: list[Session] = []
+    yield sessions
+    for session in sessions:
+        await session.close()
+    await api.close_clients()

@@ -42,15 +42,6 @@ async def other() -> AsyncIterator[HostileServer]:
         yield srv
 
 
-@pytest.fixture
-async def closing() -> AsyncIterator[list[Session]]:
-    sessions: list[Session] = []
-    yield sessions
-    for session in sessions:
-        await session.close()
-    await api.close_clients()
-
-
 def options(base_url: str, **kw: Any) -> SessionOptions:
     values: dict[str, Any] = {
         "base_url": base_url,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -38,15 +37,6 @@ def options(server: LocalServer, **kw: Any) -> SessionOptions:
     }
     base.update(kw)
     return SessionOptions(**base)
-
-
-@pytest.fixture
-async def closing() -> AsyncIterator[list[Session]]:
-    sessions: list[Session] = []
-    yield sessions
-    for session in sessions:
-        await session.close()
-    await api.close_clients()
 
 
 async def open_session(
