@@ -325,18 +325,26 @@ def test_a_dead_server_fails_the_remaining_lines_fast_with_exit_3(shell_home: Pa
     assert elapsed < 12, (elapsed, err)
 
 
-def test_invalid_utf8_lines_are_read_alike_from_a_pipe_and_a_file(
-    shell_home: Path, tmp_path: Path
-) -> None:
-    data = b"caf\xe9 au lait\nplain \xff\xfe words\r\nlast\n"
+def from_a_pipe_and_a_file(
+    data: bytes, shell_home: Path, tmp_path: Path, timeout: float
+) -> tuple[subprocess.CompletedProcess[bytes], subprocess.CompletedProcess[bytes]]:
+    """Pipe mode on the same bytes, once from a pipe and once with stdin a regular file."""
     env = cli_env(shell_home)
     piped = subprocess.run([*UNITH_SHELL, "--local"], input=data, capture_output=True,
-                           env=env, timeout=60)  # fmt: skip
+                           env=env, timeout=timeout)  # fmt: skip
     source = tmp_path / "input.txt"
     source.write_bytes(data)
     with source.open("rb") as stdin:
         filed = subprocess.run([*UNITH_SHELL, "--local"], stdin=stdin, capture_output=True,
-                               env=env, timeout=60)  # fmt: skip
+                               env=env, timeout=timeout)  # fmt: skip
+    return piped, filed
+
+
+def test_invalid_utf8_lines_are_read_alike_from_a_pipe_and_a_file(
+    shell_home: Path, tmp_path: Path
+) -> None:
+    data = b"caf\xe9 au lait\nplain \xff\xfe words\r\nlast\n"
+    piped, filed = from_a_pipe_and_a_file(data, shell_home, tmp_path, timeout=60)
     for result in (piped, filed):
         assert result.returncode == 0, result.stderr.decode()
         assert result.stderr == b""
@@ -384,14 +392,7 @@ def test_an_over_long_line_is_one_error_and_the_next_lines_go_on(
     from unith_shell.pipe import MAX_LINE
 
     data = b"before\n" + b"x" * (MAX_LINE + 100) + b"\nafter\n"
-    env = cli_env(shell_home)
-    piped = subprocess.run([*UNITH_SHELL, "--local"], input=data, capture_output=True,
-                           env=env, timeout=120)  # fmt: skip
-    source = tmp_path / "input.txt"
-    source.write_bytes(data)
-    with source.open("rb") as stdin:
-        filed = subprocess.run([*UNITH_SHELL, "--local"], stdin=stdin, capture_output=True,
-                               env=env, timeout=120)  # fmt: skip
+    piped, filed = from_a_pipe_and_a_file(data, shell_home, tmp_path, timeout=120)
     for result in (piped, filed):
         assert result.returncode == 4, result.stderr.decode()[-2000:]
         assert result.stderr.decode() == f"error: line 2: longer than {MAX_LINE} bytes; not sent\n"
