@@ -66,6 +66,12 @@ def paths(env: Mapping[str, str] | None = None) -> Paths:
     )
 
 
+def name_part(text: str) -> str:
+    """``text`` as one safe part of a file name (or a head name made from one): letters,
+    digits, ``-``, ``_`` and ``.`` kept, anything else ``_``; never empty."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "_"
+
+
 def _is_ours(st: os.stat_result) -> bool:
     getuid = getattr(os, "getuid", None)
     return getuid is None or st.st_uid == getuid()

@@ -34,7 +34,7 @@ from typing import Any, TextIO
 
 from unith_shell.commands import CommandError
 from unith_shell.context import Context
-from unith_shell.files import open_private
+from unith_shell.files import name_part, open_private
 from unith_shell.hookspecs import hookimpl
 from unith_shell.protocol import loads_bounded, redact
 from unith_shell.recordings.format import disconnect_record, header_record
@@ -127,13 +127,9 @@ def default_path(ctx: Context, state: LogState) -> Path:
     if state.default_path is None:
         session = ctx.session
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        name = f"{stamp}-{_safe(session.org)}-{_safe(session.head)}-{os.getpid()}.jsonl"
+        name = f"{stamp}-{name_part(session.org)}-{name_part(session.head)}-{os.getpid()}.jsonl"
         state.default_path = ctx.paths.transcripts_dir / name
     return state.default_path
-
-
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "_"
 
 
 def start(ctx: Context, path_arg: str) -> None:

@@ -257,10 +257,10 @@ def replay_main(argv: Sequence[str], env: dict[str, str]) -> int:
 
 
 def _default_record_path(folder: Path, org: str, head: str) -> Path:
-    from unith_shell.builtins.log import _safe
+    from unith_shell.files import name_part
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return folder / f"{stamp}-replay-{_safe(org)}-{_safe(head)}-{os.getpid()}.jsonl"
+    return folder / f"{stamp}-replay-{name_part(org)}-{name_part(head)}-{os.getpid()}.jsonl"
 
 
 async def start_local_server(

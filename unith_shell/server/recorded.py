@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unith_shell.files import name_part
 from unith_shell.recordings import MATCH_MODES
 from unith_shell.recordings.format import (
     Frame,
@@ -62,10 +63,6 @@ class RecordedHead:
     positions: OrderedDict[str, tuple[int, Any, RecordedTurn | None]] = field(
         default_factory=OrderedDict
     )
-
-
-def _name(stem: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "_"
 
 
 def recorded_head(name: str, recording: Recording) -> RecordedHead:
@@ -108,7 +105,7 @@ def load_recorded_heads(
         except RecordingError as exc:
             problems.append(str(exc))
             continue
-        entry = recorded_head(_name(path.stem), recording)
+        entry = recorded_head(name_part(path.stem), recording)
         heads[entry.head.key] = entry
     return heads, problems
 
